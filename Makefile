@@ -1,0 +1,84 @@
+# cworker build. `make` builds build/cworker; `make test` installs what is missing,
+# starts private RabbitMQ/PostgreSQL and runs unit, sanitizer and integration tests.
+CC      ?= cc
+PKGS    := librabbitmq libpq json-c libarchive openssl uuid
+SHARED  ?= $(abspath ../shared)
+BUILD   ?= build
+PYTHON  := /usr/bin/python3
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm $(EXTRA_LDFLAGS)
+
+SRCS      := $(shell find worker -name '*.c' | sort)
+LIB_SRCS  := $(filter-out worker/main.c,$(SRCS))
+OBJS      := $(SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+.PHONY: all unit asan integration test deps services-start services-stop demo demo-stop \
+        format format-check clean bench valgrind
+
+all: $(BUILD)/cworker
+
+$(BUILD)/cworker: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DTESTDATA_DIR='"$(SHARED)/testdata"' -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan:
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" unit
+
+valgrind: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do \
+	  valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t; done
+
+deps:
+	bash tests/env/install-deps.sh
+
+integration: $(BUILD)/cworker
+	bash tests/env/services.sh start
+	CWORKER_BIN=$(abspath $(BUILD)/cworker) SHARED=$(SHARED) \
+	  $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration
+
+test: deps
+	$(MAKE) all unit asan integration
+
+services-start:
+	bash tests/env/services.sh start
+
+services-stop:
+	bash tests/env/services.sh stop
+
+demo: deps
+	$(MAKE) all
+	SHARED=$(SHARED) bash tests/env/demo.sh
+
+demo-stop:
+	bash tests/env/services.sh stop
+
+format:
+	clang-format -i $$(find worker include tests -name '*.[ch]')
+
+format-check:
+	clang-format --dry-run -Werror $$(find worker include tests -name '*.[ch]')
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

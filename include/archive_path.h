@@ -1,0 +1,15 @@
+/* Normalising and vetting the entry names found inside uploaded archives. */
+#ifndef CWORKER_ARCHIVE_PATH_H
+#define CWORKER_ARCHIVE_PATH_H
+
+#include <stddef.h>
+
+/* Normalises an entry path: strips leading "./", collapses "//" and "." components and
+ * strips a trailing "/". Returns 0 with the result in out, or -1 (out untouched) for an
+ * unsafe path: absolute, containing a ".." component, empty once normalised, or holding
+ * control bytes (0x01-0x1f, 0x7f). out must have room for strlen(raw)+1 bytes (outlen);
+ * a smaller outlen also returns -1. depth_out (may be NULL) receives the number of
+ * components. Backslashes are ordinary bytes: nothing is ever extracted to disk. */
+int archive_path_normalize(const char *raw, char *out, size_t outlen, int *depth_out);
+
+#endif

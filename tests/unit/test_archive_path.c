@@ -1,0 +1,92 @@
+/* Tests for archive entry path normalisation and vetting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "archive_path.h"
+
+static void expect_ok(const char *raw, const char *want, int want_depth)
+{
+    char out[256];
+    int depth = -1;
+    if (archive_path_normalize(raw, out, sizeof out, &depth) != 0)
+        fail_msg("\"%s\" was refused", raw);
+    assert_string_equal(out, want);
+    assert_int_equal(depth, want_depth);
+}
+
+static void expect_unsafe(const char *raw)
+{
+    char out[256] = "untouched";
+    int depth = 99;
+    if (archive_path_normalize(raw, out, sizeof out, &depth) != -1)
+        fail_msg("\"%s\" was accepted as \"%s\"", raw, out);
+    assert_string_equal(out, "untouched");
+    assert_int_equal(depth, 99);
+}
+
+static void test_normalises(void **state)
+{
+    (void)state;
+    expect_ok("etc/apps/search/local/inputs.conf", "etc/apps/search/local/inputs.conf", 5);
+    expect_ok("./etc/system/default/props.conf", "etc/system/default/props.conf", 4);
+    expect_ok("././a", "a", 1);
+    expect_ok("a//b///c", "a/b/c", 3);
+    expect_ok("a/./b/.", "a/b", 2);
+    expect_ok("Splunk_TA_nix/default/", "Splunk_TA_nix/default", 2);
+    expect_ok("dir/", "dir", 1);
+    expect_ok("a.conf", "a.conf", 1);
+    expect_ok("...", "...", 1);             /* not "..": an ordinary name */
+    expect_ok("a/..b/c..", "a/..b/c..", 3); /* ditto */
+    expect_ok("caf\xc3\xa9/x.conf", "caf\xc3\xa9/x.conf", 2);
+    expect_ok("win\\dir\\x.conf", "win\\dir\\x.conf", 1);
+}
+
+static void test_refuses_unsafe(void **state)
+{
+    (void)state;
+    expect_unsafe("/etc/passwd");
+    expect_unsafe("//etc/passwd");
+    expect_unsafe("..");
+    expect_unsafe("../x.conf");
+    expect_unsafe("a/../../x.conf");
+    expect_unsafe("a/b/..");
+    expect_unsafe("a/../b"); /* even when it would stay inside */
+    expect_unsafe("");
+    expect_unsafe(".");
+    expect_unsafe("./");
+    expect_unsafe(".//./");
+    expect_unsafe("a/b\nc");
+    expect_unsafe("tab\there");
+    expect_unsafe("del\x7f");
+    expect_unsafe("esc\x1b[31m");
+    char out[8];
+    assert_int_equal(archive_path_normalize(NULL, out, sizeof out, NULL), -1);
+}
+
+static void test_buffer_size(void **state)
+{
+    (void)state;
+    char out[6];
+    /* strlen+1 is enough even when nothing is removed */
+    assert_int_equal(archive_path_normalize("ab/cd", out, 6, NULL), 0);
+    assert_string_equal(out, "ab/cd");
+    assert_int_equal(archive_path_normalize("ab/cde", out, 6, NULL), -1);
+    /* depth_out may be NULL */
+    assert_int_equal(archive_path_normalize("./x", out, 6, NULL), 0);
+    assert_string_equal(out, "x");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_normalises),
+        cmocka_unit_test(test_refuses_unsafe),
+        cmocka_unit_test(test_buffer_size),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

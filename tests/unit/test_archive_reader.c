@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -872,6 +873,46 @@ static void test_empty_archives(void **state)
     strbuf_free(&ar);
 }
 
+/* A bare .conf read from a file descriptor, as parse_run does after hashing it. */
+static void test_bare_conf_fd(void **state)
+{
+    (void)state;
+    int fd = open(PALOALTO_DIR "/transforms.conf", O_RDONLY);
+    assert_true(fd >= 0);
+    struct strbuf want;
+    read_file(PALOALTO_DIR "/transforms.conf", &want);
+    struct recorder r;
+    struct archive_visitor v;
+    rec_init(&r, &v);
+    struct archive_stats st;
+    struct cw_error err;
+    assert_int_equal(archive_reader_walk_fd(fd, "runs/7/transforms.conf", NULL, &v, &st, &err), 0);
+    assert_int_equal(st.kind, ARCHIVE_KIND_SINGLE_CONF);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.entries[0].path, "transforms.conf");
+    assert_int_equal(r.entries[0].data.len, want.len);
+    assert_memory_equal(r.entries[0].data.data, want.data, want.len);
+    close(fd);
+    strbuf_free(&want);
+    rec_free(&r);
+}
+
+/* A damaged header after a good one is corruption, not something to resynchronise past. */
+static void test_damaged_tar_header(void **state)
+{
+    (void)state;
+    struct spec specs[] = {{.path = "a/one.conf", .data = "[1]\n", .len = 4},
+                           {.path = "a/two.conf", .data = "[2]\n", .len = 4},
+                           {.path = "a/three.conf", .data = "[3]\n", .len = 4}};
+    struct strbuf ar;
+    build(ARCHIVE_FORMAT_TAR_USTAR, ARCHIVE_FILTER_NONE, specs, 3, &ar);
+    /* header, one data block, then the second header: break its checksum field */
+    assert_string_equal(ar.data + 1024, "a/two.conf");
+    ar.data[1024 + 148] ^= 0x01;
+    expect_fail(ar.data, ar.len, NULL, CW_ERR_PERMANENT, "Invalid archive format: ");
+    strbuf_free(&ar);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -899,6 +940,8 @@ int main(void)
         cmocka_unit_test(test_callback_errors),
         cmocka_unit_test(test_small_limits),
         cmocka_unit_test(test_empty_archives),
+        cmocka_unit_test(test_bare_conf_fd),
+        cmocka_unit_test(test_damaged_tar_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,9 +40,8 @@ struct cw_error {
 void cw_error_clear(struct cw_error *err);
 
 /* Starts a new chain: sets class and message, records the origin frame. */
-void cw_error_set(struct cw_error *err, enum cw_error_class cls, const char *func,
-                  const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+void cw_error_set(struct cw_error *err, enum cw_error_class cls, const char *func, const char *file,
+                  int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Adds the caller's context to an existing chain (the class is kept). */
 void cw_error_wrap(struct cw_error *err, const char *func, const char *file, int line,

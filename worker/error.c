@@ -25,8 +25,8 @@ static void push_frame(struct cw_error *err, const char *func, const char *file,
     vsnprintf(f->detail, sizeof f->detail, fmt, ap);
 }
 
-void cw_error_set(struct cw_error *err, enum cw_error_class cls, const char *func,
-                  const char *file, int line, const char *fmt, ...)
+void cw_error_set(struct cw_error *err, enum cw_error_class cls, const char *func, const char *file,
+                  int line, const char *fmt, ...)
 {
     va_list ap;
     cw_error_clear(err);

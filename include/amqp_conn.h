@@ -1,0 +1,73 @@
+/* One AMQP connection (rabbitmq-c) with one channel: connect from a URL, declare the
+ * Celery topology exactly as kombu does, consume with manual acks, publish with confirms.
+ *
+ * The supervisor keeps two: a consumer connection and a publisher connection.
+ * rabbitmq-c 0.11 has no public way to wait for a frame on one channel while keeping
+ * the others, so waiting for a publisher confirm on the consuming connection could
+ * swallow a delivery; a separate connection makes the confirm wait see only confirms. */
+#ifndef CWORKER_AMQP_CONN_H
+#define CWORKER_AMQP_CONN_H
+
+#include "error.h"
+
+#include <amqp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct amqp_conn {
+    amqp_connection_state_t state; /* NULL when closed */
+    char where[300];               /* host:port/vhost for messages: never the password */
+    bool confirms;                 /* confirm mode enabled on the channel */
+    uint64_t next_publish_seq;     /* delivery tag the broker will confirm next */
+};
+
+#define AMQP_CONN_CHANNEL 1
+
+/* Opens url (amqp:// or amqps://). heartbeat_s 0 disables heartbeats. Errors are transient. */
+CW_MUST_CHECK int amqp_conn_open(struct amqp_conn *c, const char *url, int heartbeat_s,
+                                 struct cw_error *err);
+void amqp_conn_close(struct amqp_conn *c);
+bool amqp_conn_is_open(const struct amqp_conn *c);
+
+/* Declares, for queue Q: exchange Q (direct, durable), queue Q (durable), binding Q->Q key Q —
+ * what kombu declares for Celery's default queue — plus the worker's Q.retry.<N>s delay
+ * queues (per-queue TTL dead-lettering back to Q) and Q.dead. */
+CW_MUST_CHECK int amqp_conn_declare_topology(struct amqp_conn *c, const char *queue,
+                                             const double *retry_delays, int nretry,
+                                             struct cw_error *err);
+/* Name of the delay queue for `delay` seconds: "<queue>.retry.<N>s". */
+void amqp_conn_retry_queue_name(const char *queue, double delay, char *out, size_t len);
+
+CW_MUST_CHECK int amqp_conn_set_prefetch(struct amqp_conn *c, uint16_t prefetch,
+                                         struct cw_error *err);
+CW_MUST_CHECK int amqp_conn_consume(struct amqp_conn *c, const char *queue,
+                                    const char *consumer_tag, struct cw_error *err);
+/* Stops a consumer (graceful shutdown); unacked deliveries stay ours to ack. */
+CW_MUST_CHECK int amqp_conn_cancel(struct amqp_conn *c, const char *consumer_tag,
+                                   struct cw_error *err);
+CW_MUST_CHECK int amqp_conn_enable_confirms(struct amqp_conn *c, struct cw_error *err);
+
+/* Waits up to timeout_ms (0: only what is already readable) for a delivery.
+ * Returns 1 with *env filled (caller destroys it with amqp_destroy_envelope),
+ * 0 when none arrived, -1 when the connection failed (err filled). */
+CW_MUST_CHECK int amqp_conn_next_delivery(struct amqp_conn *c, int timeout_ms, amqp_envelope_t *env,
+                                          struct cw_error *err);
+/* True when rabbitmq-c holds data that poll() on the socket would not report. */
+bool amqp_conn_has_buffered(const struct amqp_conn *c);
+int amqp_conn_fd(const struct amqp_conn *c);
+
+CW_MUST_CHECK int amqp_conn_ack(struct amqp_conn *c, uint64_t tag, struct cw_error *err);
+CW_MUST_CHECK int amqp_conn_reject(struct amqp_conn *c, uint64_t tag, bool requeue,
+                                   struct cw_error *err);
+
+/* Publishes and, in confirm mode, waits for the broker's basic.ack (a nack or a
+ * timeout is an error): only then is the message safely the broker's. */
+CW_MUST_CHECK int amqp_conn_publish(struct amqp_conn *c, const char *exchange,
+                                    const char *routing_key, const amqp_basic_properties_t *props,
+                                    amqp_bytes_t body, struct cw_error *err);
+
+/* Passive declare: message count of a queue (for status and tests). */
+CW_MUST_CHECK int amqp_conn_queue_count(struct amqp_conn *c, const char *queue, uint32_t *messages,
+                                        struct cw_error *err);
+
+#endif

@@ -1,0 +1,168 @@
+/* Executor process: receive a task, run it, report the outcome. */
+#include "executor.h"
+#include "channel.h"
+#include "clock.h"
+#include "db.h"
+#include "log.h"
+#include "task.h"
+#include "xalloc.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+/* Shutdown is the supervisor's decision: it closes the channel (graceful) or kills us
+ * (fast). A terminal's Ctrl-C reaches the whole process group, so ignore it here. */
+static void executor_signals(void)
+{
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGHUP, SIG_IGN);
+    /* If the supervisor dies, so do we: its deliveries go back to the queue unacked. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static const char *json_string_field(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+/* Rebuilds the parts of the Celery message a task reads. */
+static void task_from_message(json_object *msg, struct celery_task *t)
+{
+    memset(t, 0, sizeof *t);
+    const char *id = json_string_field(msg, "task_id");
+    const char *name = json_string_field(msg, "task");
+    t->id = cw_xstrdup(id ? id : "");
+    t->task = cw_xstrdup(name ? name : "");
+    json_object *v;
+    if (json_object_object_get_ex(msg, "retries", &v))
+        t->retries = json_object_get_int(v);
+    t->args =
+        json_object_object_get_ex(msg, "args", &v) ? json_object_get(v) : json_object_new_array();
+    t->kwargs = json_object_object_get_ex(msg, "kwargs", &v) ? json_object_get(v)
+                                                             : json_object_new_object();
+    if (json_object_object_get_ex(msg, "soft_time_limit", &v)) {
+        t->has_soft_time_limit = true;
+        t->soft_time_limit = json_object_get_double(v);
+    }
+}
+
+static json_object *error_json(const struct cw_error *err)
+{
+    json_object *e = json_object_new_object();
+    struct strbuf tb = STRBUF_INIT;
+    cw_error_format_traceback(err, &tb);
+    json_object_object_add(e, "class", json_object_new_string(cw_error_class_name(err->cls)));
+    json_object_object_add(e, "message", json_object_new_string(err->message));
+    json_object_object_add(e, "traceback", json_object_new_string(strbuf_cstr(&tb)));
+    strbuf_free(&tb);
+    return e;
+}
+
+static json_object *result_message(json_object *task_msg, const struct task_report *r)
+{
+    json_object *m = json_object_new_object();
+    json_object *v;
+    json_object_object_add(m, "type", json_object_new_string("result"));
+    if (json_object_object_get_ex(task_msg, "delivery", &v))
+        json_object_object_add(m, "delivery", json_object_get(v));
+    if (json_object_object_get_ex(task_msg, "task_id", &v))
+        json_object_object_add(m, "task_id", json_object_get(v));
+    json_object_object_add(m, "run_id", json_object_new_int64(r->run_id));
+    json_object_object_add(m, "outcome", json_object_new_string(task_outcome_name(r->outcome)));
+    json_object_object_add(m, "retry_delay", json_object_new_double(r->retry_delay));
+    if (r->result)
+        json_object_object_add(m, "result", json_object_get(r->result));
+    if (r->err.cls != CW_ERR_NONE)
+        json_object_object_add(m, "error", error_json(&r->err));
+    return m;
+}
+
+static void run_task(struct db *db, const struct cw_config *cfg, const struct celery_task *t,
+                     struct task_report *report)
+{
+    const struct task_def *def = task_registry_find(t->task);
+    if (!def) { /* the supervisor dead-letters unknown tasks; this is a safety net */
+        CW_FAIL(&report->err, CW_ERR_PERMANENT, "unknown task %s", t->task);
+        report->outcome = TASK_FAILED;
+        return;
+    }
+    if (!db->conn && db_connect(db, cfg->database_url, &report->err) != 0) {
+        report->outcome = TASK_REQUEUE;
+        return;
+    }
+    if (!db_ensure_connected(db)) {
+        CW_FAIL(&report->err, CW_ERR_TRANSIENT, "the database connection is lost");
+        report->outcome = TASK_REQUEUE;
+        return;
+    }
+    struct task_context ctx = {db, cfg, clock_monotonic(), 0};
+    double soft = t->has_soft_time_limit ? t->soft_time_limit : cfg->soft_time_limit;
+    ctx.soft_deadline = ctx.started + soft;
+    def->run(&ctx, t, report);
+}
+
+static void handle_task(int fd, struct db *db, const struct cw_config *cfg, json_object *msg)
+{
+    struct celery_task t;
+    task_from_message(msg, &t);
+    log_set_task(t.id, 0);
+    struct task_report report = {0};
+    cw_error_clear(&report.err);
+    double started = clock_monotonic();
+    run_task(db, cfg, &t, &report);
+    log_set_task(t.id, report.run_id);
+    if (report.err.cls != CW_ERR_NONE)
+        log_info("task %s %s in %.3f s: %s", t.task, task_outcome_name(report.outcome),
+                 clock_monotonic() - started, report.err.message);
+    else
+        log_info("task %s %s in %.3f s", t.task, task_outcome_name(report.outcome),
+                 clock_monotonic() - started);
+    json_object *reply = result_message(msg, &report);
+    struct cw_error err;
+    if (channel_send(fd, reply, &err) != 0)
+        log_error("cannot report to the supervisor: %s", err.message);
+    json_object_put(reply);
+    task_report_free(&report);
+    celery_task_free(&t);
+    log_set_task(NULL, 0);
+}
+
+void executor_main(int fd, const struct cw_config *cfg, int index)
+{
+    executor_signals();
+    char name[32];
+    snprintf(name, sizeof name, "executor-%d", index);
+    log_configure((enum log_level)cfg->log_level, cfg->log_json, name);
+    struct db db = {0};
+    struct cw_error err;
+    /* Connect now so the first task does not pay for it; a failure is retried per task. */
+    if (db_connect(&db, cfg->database_url, &err) != 0)
+        log_warn("%s", err.message);
+    json_object *ready = json_object_new_object();
+    json_object_object_add(ready, "type", json_object_new_string("ready"));
+    int rc = channel_send(fd, ready, &err);
+    json_object_put(ready);
+    while (rc == 0) {
+        json_object *msg = NULL;
+        int got = channel_recv(fd, &msg, &err);
+        if (got <= 0)
+            break; /* EOF: the supervisor is gone or shutting down */
+        const char *type = json_string_field(msg, "type");
+        if (type && strcmp(type, "task") == 0)
+            handle_task(fd, &db, cfg, msg);
+        json_object_put(msg);
+    }
+    db_close(&db);
+    close(fd);
+    _exit(0);
+}

@@ -1,0 +1,399 @@
+/* app.worker.tasks.parse_run(run_id): an uploaded Splunk archive becomes stanzas and typed
+ * rows in PostgreSQL (DESIGN 1.5). Parsing happens before the one write transaction, so a
+ * failure at any point leaves no partial rows. */
+#include "archive_reader.h"
+#include "clock.h"
+#include "conf_parser.h"
+#include "log.h"
+#include "projections.h"
+#include "retry_policy.h"
+#include "storage.h"
+#include "task.h"
+#include "xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_DETAILS 100 /* parse errors / warnings described in metrics, the rest counted */
+
+/* Everything one execution of parse_run accumulates; owned by parse_run_task. */
+struct parse_state {
+    struct task_context *ctx;
+    long run_id;
+    long file_id;
+    struct run_rows rows;
+    struct conf_parser parser;
+    bool in_entry;
+    bool entry_failed;
+    char *entry_path;
+    int files_parsed;
+    int parse_errors;
+    int warnings;
+    json_object *error_details; /* [{"path","error"}] */
+    json_object *warning_details;
+    double last_heartbeat;
+    uint64_t bytes_parsed;
+};
+
+static void add_detail(json_object *list, const char *path, const char *key, const char *text)
+{
+    if (json_object_array_length(list) >= MAX_DETAILS)
+        return;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "path", json_object_new_string(path));
+    json_object_object_add(o, key, json_object_new_string(text));
+    json_object_array_add(list, o);
+}
+
+/* Heartbeat and soft time limit, checked between chunks so one long file is covered. */
+static int check_clock(struct parse_state *st, struct cw_error *err)
+{
+    double now = clock_monotonic();
+    if (st->ctx->soft_deadline > 0 && now >= st->ctx->soft_deadline) {
+        CW_FAIL(err, CW_ERR_TIMEOUT, "soft time limit of %.0f s exceeded",
+                st->ctx->cfg->soft_time_limit);
+        return -1;
+    }
+    if (now - st->last_heartbeat >= st->ctx->cfg->heartbeat_interval) {
+        if (db_run_heartbeat(st->ctx->db, st->run_id, err) != 0)
+            return -1;
+        st->last_heartbeat = now;
+    }
+    return 0;
+}
+
+static bool is_conf_entry(const char *path)
+{
+    size_t len = strlen(path);
+    return len > 5 && strcmp(path + len - 5, ".conf") == 0;
+}
+
+static bool want_entry(void *ctx, const char *path)
+{
+    struct parse_state *st = ctx;
+    if (!is_conf_entry(path))
+        return false;
+    conf_parser_init(&st->parser, CONF_PARSER_DEFAULT_MAX_LINE);
+    st->in_entry = true;
+    st->entry_failed = false;
+    free(st->entry_path);
+    st->entry_path = cw_xstrdup(path);
+    return true;
+}
+
+/* A file that does not parse is a partial failure: described, counted, and skipped. */
+static void entry_parse_failed(struct parse_state *st, const struct cw_error *perr)
+{
+    st->entry_failed = true;
+    st->parse_errors++;
+    add_detail(st->error_details, st->entry_path, "error", perr->message);
+    conf_parser_free(&st->parser);
+    log_warn("parse error in %s: %s", st->entry_path, perr->message);
+}
+
+static int entry_data(void *ctx, const void *chunk, size_t len, struct cw_error *err)
+{
+    struct parse_state *st = ctx;
+    if (check_clock(st, err) != 0)
+        return -1;
+    if (st->entry_failed)
+        return 0;
+    st->bytes_parsed += len;
+    struct cw_error perr;
+    if (conf_parser_feed(&st->parser, chunk, len, &perr) != 0)
+        entry_parse_failed(st, &perr);
+    return 0;
+}
+
+static int entry_end(void *ctx, struct cw_error *err)
+{
+    (void)err;
+    struct parse_state *st = ctx;
+    st->in_entry = false;
+    if (st->entry_failed)
+        return 0;
+    struct conf_file file = {0};
+    struct cw_error perr;
+    if (conf_parser_finish(&st->parser, &file, &perr) != 0) {
+        entry_parse_failed(st, &perr);
+        return 0;
+    }
+    conf_parser_free(&st->parser);
+    run_rows_add_file(&st->rows, st->file_id, st->entry_path, &file);
+    st->warnings += (int)file.warnings;
+    st->files_parsed++;
+    conf_file_free(&file);
+    return 0;
+}
+
+static void entry_warning(void *ctx, const char *path, const char *reason)
+{
+    struct parse_state *st = ctx;
+    st->warnings++;
+    add_detail(st->warning_details, path, "warning", reason);
+}
+
+static int verify_checksum(const struct db_file *f, int fd, struct cw_error *err)
+{
+    char hex[65];
+    uint64_t size;
+    if (storage_sha256_fd(fd, hex, &size, err) != 0)
+        return -1;
+    if (strcasecmp(hex, f->sha256) != 0) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "Checksum mismatch for %s: expected %s, got %s", f->path,
+                f->sha256, hex);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_file(struct parse_state *st, const struct db_file *f, json_object *kinds,
+                      struct cw_error *err)
+{
+    int fd = -1;
+    if (storage_open(st->ctx->cfg->storage_path, f->stored_object_key, &fd, err) != 0) {
+        CW_WRAP(err, "reading file %ld (%s)", f->id, f->path);
+        return -1;
+    }
+    st->file_id = f->id;
+    struct archive_limits limits = ARCHIVE_LIMITS_DEFAULT;
+    struct archive_visitor visitor = {st, want_entry, entry_data, entry_end, entry_warning};
+    struct archive_stats stats = {0};
+    int rc = verify_checksum(f, fd, err);
+    if (rc == 0)
+        rc = archive_reader_walk_fd(fd, f->path, &limits, &visitor, &stats, err);
+    close(fd);
+    if (st->in_entry) {
+        conf_parser_free(&st->parser); /* the walk stopped inside an entry */
+        st->in_entry = false;
+    }
+    if (rc != 0) {
+        CW_WRAP(err, "parsing file %ld (%s)", f->id, f->path);
+        return -1;
+    }
+    json_object_array_add(kinds, json_object_new_string(archive_kind_name(stats.kind)));
+    return 0;
+}
+
+static json_object *typed_counts(const struct run_rows *rows)
+{
+    json_object *o = json_object_new_object();
+    for (int t = 0; t < PROJ_COUNT; t++)
+        json_object_object_add(o, proj_table_name((enum proj_table)t),
+                               json_object_new_int64((int64_t)rows->ntyped[t]));
+    return o;
+}
+
+static json_object *build_metrics(const struct parse_state *st, const struct celery_task *msg,
+                                  double duration, json_object *kinds)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "files_parsed", json_object_new_int(st->files_parsed));
+    json_object_object_add(m, "stanzas_created", json_object_new_int64((int64_t)st->rows.nstanzas));
+    json_object_object_add(m, "typed_projections", typed_counts(&st->rows));
+    json_object_object_add(m, "duration_seconds", json_object_new_double(duration));
+    json_object_object_add(m, "parse_errors", json_object_new_int(st->parse_errors));
+    json_object_object_add(m, "retry_count", json_object_new_int(msg->retries));
+    json_object_object_add(m, "parse_error_details", json_object_get(st->error_details));
+    json_object_object_add(m, "warnings",
+                           json_object_new_int(st->warnings + (int)st->rows.truncations));
+    json_object_object_add(m, "truncated_values",
+                           json_object_new_int64((int64_t)st->rows.truncations));
+    json_object_object_add(m, "warning_details", json_object_get(st->warning_details));
+    json_object_object_add(m, "bytes_parsed", json_object_new_int64((int64_t)st->bytes_parsed));
+    json_object_object_add(m, "archive_kinds", json_object_get(kinds));
+    return m;
+}
+
+static json_object *build_result(const struct parse_state *st, double duration)
+{
+    json_object *r = json_object_new_object();
+    json_object_object_add(r, "run_id", json_object_new_int64(st->run_id));
+    json_object_object_add(r, "status", json_object_new_string("completed"));
+    json_object_object_add(r, "files_parsed", json_object_new_int(st->files_parsed));
+    json_object_object_add(r, "stanzas_created", json_object_new_int64((int64_t)st->rows.nstanzas));
+    json_object_object_add(r, "typed_projections", typed_counts(&st->rows));
+    json_object_object_add(r, "duration_seconds", json_object_new_double(duration));
+    json_object_object_add(r, "parse_errors",
+                           st->parse_errors ? json_object_get(st->error_details) : NULL);
+    return r;
+}
+
+static const char *to_json(json_object *o)
+{
+    return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+}
+
+/* Steps 3-6: files, parse, one transaction. */
+static int parse_and_store(struct parse_state *st, const struct celery_task *msg,
+                           json_object **result, struct cw_error *err)
+{
+    struct db_file *files = NULL;
+    size_t nfiles = 0;
+    if (db_files_load(st->ctx->db, st->run_id, &files, &nfiles, err) != 0)
+        return -1;
+    int rc = 0;
+    if (nfiles == 0) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "No files found for run %ld", st->run_id);
+        rc = -1;
+    }
+    json_object *kinds = json_object_new_array();
+    for (size_t i = 0; rc == 0 && i < nfiles; i++)
+        rc = parse_file(st, &files[i], kinds, err);
+    db_files_free(files, nfiles);
+    if (rc == 0) {
+        run_rows_finish(&st->rows);
+        double duration = clock_monotonic() - st->ctx->started;
+        json_object *metrics = build_metrics(st, msg, duration, kinds);
+        *result = build_result(st, duration);
+        rc = db_run_complete(st->ctx->db, st->run_id, msg->id, &st->rows, to_json(metrics),
+                             to_json(*result), err);
+        json_object_put(metrics);
+    }
+    json_object_put(kinds);
+    return rc;
+}
+
+static json_object *failure_metrics(const struct task_context *ctx, int retry_count,
+                                    const char *error_type)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "duration_seconds",
+                           json_object_new_double(clock_monotonic() - ctx->started));
+    json_object_object_add(m, "retry_count", json_object_new_int(retry_count));
+    json_object_object_add(m, "error_type",
+                           json_object_new_string(error_type ? error_type : "transient"));
+    return m;
+}
+
+/* The database connection itself is gone: an outage, not this task's fault. Nothing can
+ * be recorded; the delivery is requeued and no retry is consumed. */
+static bool database_outage(struct task_context *ctx)
+{
+    return !db_ensure_connected(ctx->db);
+}
+
+static void record_failure(struct task_context *ctx, const struct celery_task *msg,
+                           struct task_report *report)
+{
+    const struct cw_config *cfg = ctx->cfg;
+    if (report->err.cls == CW_ERR_TRANSIENT && database_outage(ctx)) {
+        report->outcome = TASK_REQUEUE;
+        return;
+    }
+    struct retry_decision d = retry_policy_decide(report->err.cls, msg->retries, cfg->max_retries,
+                                                  cfg->retry_delays, cfg->nretry_delays, 0, 0);
+    char message[CW_ERROR_DETAIL_MAX + 64];
+    retry_policy_message(report->err.cls, &d, cfg->max_retries, report->err.message, message,
+                         sizeof message);
+    struct strbuf tb = STRBUF_INIT;
+    cw_error_format_traceback(&report->err, &tb);
+    int retry_count = d.retry ? d.next_retries : msg->retries;
+    json_object *metrics = failure_metrics(ctx, retry_count, d.error_type);
+    struct cw_error werr;
+    int rc = db_run_record_error(ctx->db, report->run_id, msg->id, !d.retry, retry_count, message,
+                                 strbuf_cstr(&tb), to_json(metrics), &werr);
+    json_object_put(metrics);
+    strbuf_free(&tb);
+    if (rc != 0) {
+        log_error("could not record the failure of run %ld: %s", report->run_id, werr.message);
+        report->outcome = TASK_REQUEUE;
+        return;
+    }
+    log_warn("%s", message);
+    report->outcome = d.retry ? TASK_RETRY : TASK_FAILED;
+    report->retry_delay = d.delay;
+}
+
+/* Steps 1-2: decide whether this delivery runs, and claim the run. Returns 1 to go on. */
+static int claim_run(struct task_context *ctx, const struct celery_task *msg,
+                     struct task_report *report)
+{
+    struct db_run run;
+    bool found = false;
+    if (db_run_load(ctx->db, report->run_id, &run, &found, &report->err) != 0)
+        return -1;
+    if (!found) {
+        CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found", report->run_id);
+        report->outcome = TASK_FAILED; /* no row to record the failure in */
+        return 0;
+    }
+    if (strcmp(run.status, "COMPLETE") == 0) {
+        report->result = json_object_new_object();
+        json_object_object_add(report->result, "run_id", json_object_new_int64(report->run_id));
+        json_object_object_add(report->result, "status",
+                               json_object_new_string("already_completed"));
+        json_object_object_add(report->result, "duration_seconds", json_object_new_int(0));
+        report->outcome = TASK_SUCCEEDED;
+        return 0;
+    }
+    struct db_task_record rec = {0};
+    if (db_task_begin(ctx->db, report->run_id, msg->id, msg->retries, &rec, &report->err) != 0)
+        return -1;
+    int go_on = 1;
+    if (rec.final_status[0]) {
+        /* A redelivery of a task that already finished (the ack was lost): keep its outcome. */
+        report->outcome = TASK_SKIPPED;
+        report->result = rec.result_json ? json_tokener_parse(rec.result_json) : NULL;
+        go_on = 0;
+    } else if (rec.attempts > ctx->cfg->max_retries + 1 && rec.attempts > 3) {
+        CW_FAIL(&report->err, CW_ERR_PERMANENT,
+                "the task was started %d times without finishing (its executor died each time)",
+                rec.attempts - 1);
+        go_on = -1;
+    }
+    db_task_record_free(&rec);
+    if (go_on != 1)
+        return go_on;
+    if (db_run_mark_parsing(ctx->db, report->run_id, msg->id, msg->retries, &report->err) != 0)
+        return -1;
+    return 1;
+}
+
+static void run_locked(struct task_context *ctx, const struct celery_task *msg,
+                       struct task_report *report)
+{
+    int claimed = claim_run(ctx, msg, report);
+    if (claimed == 0)
+        return;
+    struct parse_state st = {.ctx = ctx, .run_id = report->run_id};
+    st.last_heartbeat = clock_monotonic();
+    st.error_details = json_object_new_array();
+    st.warning_details = json_object_new_array();
+    run_rows_init(&st.rows, report->run_id);
+    if (claimed == 1 && parse_and_store(&st, msg, &report->result, &report->err) == 0) {
+        report->outcome = TASK_SUCCEEDED;
+    } else {
+        CW_WRAP(&report->err, "parse_run(%ld), task %s, retries %d", report->run_id, msg->id,
+                msg->retries);
+        record_failure(ctx, msg, report);
+    }
+    run_rows_free(&st.rows);
+    free(st.entry_path);
+    json_object_put(st.error_details);
+    json_object_put(st.warning_details);
+}
+
+void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
+                    struct task_report *report)
+{
+    if (celery_task_int_arg(msg, 0, "run_id", &report->run_id, &report->err) != 0) {
+        report->outcome = TASK_FAILED; /* no run to record it in: logged and acked */
+        return;
+    }
+    bool locked = false;
+    if (db_run_try_lock(ctx->db, report->run_id, &locked, &report->err) != 0) {
+        report->outcome = TASK_REQUEUE;
+        return;
+    }
+    if (!locked) {
+        log_info("run %ld is being executed by another delivery; this one is dropped",
+                 report->run_id);
+        report->outcome = TASK_SKIPPED;
+        return;
+    }
+    run_locked(ctx, msg, report);
+    db_run_unlock(ctx->db, report->run_id);
+}

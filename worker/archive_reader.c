@@ -170,23 +170,6 @@ static int account(struct walker *w, struct entry_walk *ew, size_t n, struct cw_
     return 0;
 }
 
-/* Handles one chunk of an entry's data: limits, text check, delivery. */
-static int take_chunk(struct walker *w, struct entry_walk *ew, size_t n, struct cw_error *err)
-{
-    if (account(w, ew, n, err) < 0)
-        return -1;
-    if (ew->check_text && !looks_like_text(w->buf, n)) {
-        CW_FAIL(err, CW_ERR_PERMANENT,
-                INVALID "not a tar, zip or text .conf file (binary content)");
-        return -1;
-    }
-    if (ew->wanted && w->v->entry_data && w->v->entry_data(w->v->ctx, w->buf, n, err) < 0) {
-        CW_WRAP(err, "delivering data of entry %s", ew->path);
-        return -1;
-    }
-    return 0;
-}
-
 /* Reads the next chunk into w->buf: bytes read, 0 at the end, -1 (err filled). Skipped
  * entries are read too (not archive_read_data_skip) so that what it costs to move past
  * them is bounded by the same byte limits as wanted data. */
@@ -201,23 +184,37 @@ static ssize_t read_chunk(struct walker *w, struct entry_walk *ew, struct cw_err
     return (ssize_t)n;
 }
 
-/* Reads (and delivers, when wanted) the whole data of the current entry. The first chunk
- * comes before want_entry so a bare upload is known to be text before anyone sees it. */
-static int walk_data(struct walker *w, struct entry_walk *ew, bool regular, struct cw_error *err)
+/* Checks a chunk just read: limits, and text-ness for a bare upload. */
+static int check_chunk(struct walker *w, struct entry_walk *ew, size_t n, struct cw_error *err)
 {
-    ssize_t n = read_chunk(w, ew, err);
-    if (n < 0)
+    if (account(w, ew, n, err) < 0)
         return -1;
-    if (ew->check_text && n > 0 && !looks_like_text(w->buf, (size_t)n)) {
+    if (ew->check_text && !looks_like_text(w->buf, n)) {
         CW_FAIL(err, CW_ERR_PERMANENT,
                 INVALID "not a tar, zip or text .conf file (binary content)");
         return -1;
     }
+    return 0;
+}
+
+/* Reads (and delivers, when wanted) the whole data of the current entry. The first chunk
+ * is read and checked before want_entry, so a bare upload is known to be text before the
+ * visitor sees it. */
+static int walk_data(struct walker *w, struct entry_walk *ew, bool regular, struct cw_error *err)
+{
+    ssize_t n = read_chunk(w, ew, err);
+    if (n > 0 && check_chunk(w, ew, (size_t)n, err) < 0)
+        return -1;
     ew->wanted = regular && w->v->want_entry && w->v->want_entry(w->v->ctx, ew->path);
     while (n > 0) {
-        if (take_chunk(w, ew, (size_t)n, err) < 0)
+        if (ew->wanted && w->v->entry_data &&
+            w->v->entry_data(w->v->ctx, w->buf, (size_t)n, err) < 0) {
+            CW_WRAP(err, "delivering data of entry %s", ew->path);
             return -1;
+        }
         n = read_chunk(w, ew, err);
+        if (n > 0 && check_chunk(w, ew, (size_t)n, err) < 0)
+            return -1;
     }
     if (n < 0)
         return -1;

@@ -909,7 +909,8 @@ static void test_damaged_tar_header(void **state)
     /* header, one data block, then the second header: break its checksum field */
     assert_string_equal(ar.data + 1024, "a/two.conf");
     ar.data[1024 + 148] ^= 0x01;
-    expect_fail(ar.data, ar.len, NULL, CW_ERR_PERMANENT, "Invalid archive format: ");
+    expect_fail(ar.data, ar.len, NULL, CW_ERR_PERMANENT,
+                "Invalid archive format: Damaged tar archive");
     strbuf_free(&ar);
 }
 

@@ -21,4 +21,8 @@ size_t utf8_cut_bytes(const char *s, size_t len, size_t max_bytes);
 /* Number of characters in s[0..len) (lead bytes counted, as above). */
 size_t utf8_char_count(const char *s, size_t len);
 
+/* Replaces every byte that is not part of a well-formed sequence by '?', in place, so
+ * the text can be stored in a UTF-8 database. Returns how many bytes were replaced. */
+size_t utf8_repair(char *s, size_t len);
+
 #endif

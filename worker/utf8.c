@@ -95,3 +95,21 @@ size_t utf8_cut_bytes(const char *s, size_t len, size_t max_bytes)
         n--;
     return n;
 }
+
+size_t utf8_repair(char *s, size_t len)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t replaced = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        size_t n = sequence_len(p + i, len - i);
+        if (n == 0) {
+            p[i] = '?';
+            replaced++;
+            n = 1;
+        }
+        i += n;
+    }
+    return replaced;
+}

@@ -83,11 +83,27 @@ static int login(struct amqp_conn *c, const struct amqp_connection_info *info, i
     return check_rpc(c, "channel.open", err);
 }
 
+/* Celery/kombu URLs name the default vhost "/" as "amqp://host//" (or leave the path empty)
+ * and may carry ?options; rabbitmq-c wants "/" percent-encoded and no query. Returns a copy
+ * rabbitmq-c parses the way kombu reads the original. */
+static char *kombu_url_for_rabbitmq_c(const char *url)
+{
+    char *copy = cw_xstrdup(url);
+    char *query = strchr(copy, '?');
+    if (query)
+        *query = '\0';
+    char *scheme_end = strstr(copy, "://");
+    char *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+    if (path && (strcmp(path, "/") == 0 || strcmp(path, "//") == 0))
+        *path = '\0'; /* no path: rabbitmq-c's default vhost is "/" */
+    return copy;
+}
+
 int amqp_conn_open(struct amqp_conn *c, const char *url, int heartbeat_s, struct cw_error *err)
 {
     memset(c, 0, sizeof *c);
     struct amqp_connection_info info;
-    char *copy = cw_xstrdup(url ? url : "");
+    char *copy = kombu_url_for_rabbitmq_c(url ? url : "");
     amqp_default_connection_info(&info);
     if (!url || amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
         free(copy);

@@ -362,23 +362,24 @@ int db_run_record_error(struct db *db, long run_id, const char *task_id, bool fi
         return -1;
     const char *run_values[] = {id, status, r, message, traceback, metrics_json};
     int rc = exec_simple(db, "recording the run's error",
-                         "UPDATE ingestion_runs SET status = $2, retry_count = $3::int, "
+                         "UPDATE ingestion_runs SET status = $2::varchar, retry_count = $3::int, "
                          "error_message = $4, error_traceback = $5, metrics = $6::json, "
-                         "last_heartbeat = now(), completed_at = CASE WHEN $2 = 'FAILED' "
+                         "last_heartbeat = now(), completed_at = CASE WHEN $2::varchar = 'FAILED' "
                          "THEN now() ELSE NULL END WHERE id = $1::int",
                          6, run_values, err);
     if (rc == 0) {
         const char *task_values[] = {task_id, id,        final ? "FAILED" : NULL,
                                      message, traceback, metrics_json};
-        rc = exec_simple(db, "recording the task outcome",
-                         "INSERT INTO cworker_tasks AS t (task_id, run_id, status, error_message, "
-                         "error_traceback, metrics, completed_at) VALUES ($1, $2::int, $3, $4, "
-                         "$5, $6::json, CASE WHEN $3 IS NULL THEN NULL ELSE now() END) "
-                         "ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status, "
-                         "error_message = EXCLUDED.error_message, error_traceback = "
-                         "EXCLUDED.error_traceback, metrics = EXCLUDED.metrics, completed_at = "
-                         "EXCLUDED.completed_at, updated_at = now()",
-                         6, task_values, err);
+        rc = exec_simple(
+            db, "recording the task outcome",
+            "INSERT INTO cworker_tasks AS t (task_id, run_id, status, error_message, "
+            "error_traceback, metrics, completed_at) VALUES ($1, $2::int, $3::varchar, $4, "
+            "$5, $6::json, CASE WHEN $3::varchar IS NULL THEN NULL ELSE now() END) "
+            "ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status, "
+            "error_message = EXCLUDED.error_message, error_traceback = "
+            "EXCLUDED.error_traceback, metrics = EXCLUDED.metrics, completed_at = "
+            "EXCLUDED.completed_at, updated_at = now()",
+            6, task_values, err);
     }
     return finish_transaction(db, rc, err);
 }

@@ -197,8 +197,9 @@ static json_object *build_metrics(const struct parse_state *st, const struct cel
     json_object_object_add(m, "parse_errors", json_object_new_int(st->parse_errors));
     json_object_object_add(m, "retry_count", json_object_new_int(msg->retries));
     json_object_object_add(m, "parse_error_details", json_object_get(st->error_details));
-    json_object_object_add(m, "warnings",
-                           json_object_new_int(st->warnings + (int)st->rows.truncations));
+    json_object_object_add(
+        m, "warnings",
+        json_object_new_int(st->warnings + (int)(st->rows.truncations + st->rows.repairs)));
     json_object_object_add(m, "truncated_values",
                            json_object_new_int64((int64_t)st->rows.truncations));
     json_object_object_add(m, "warning_details", json_object_get(st->warning_details));
@@ -298,8 +299,10 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
     json_object_put(metrics);
     strbuf_free(&tb);
     if (rc != 0) {
+        /* A transient write error is an outage: redeliver later. A permanent one would fail
+         * the same way every time, so the delivery is settled rather than looped. */
         log_error("could not record the failure of run %ld: %s", report->run_id, werr.message);
-        report->outcome = TASK_REQUEUE;
+        report->outcome = werr.cls == CW_ERR_TRANSIENT ? TASK_REQUEUE : TASK_FAILED;
         return;
     }
     log_warn("%s", message);

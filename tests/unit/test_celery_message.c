@@ -1007,6 +1007,342 @@ static void test_iso8601_format(void **state)
     assert_string_equal(buf, "2026-11-24");
 }
 
+/* ---- retry encoder ---------------------------------------------------------------- */
+
+/* Puts the outgoing properties through rabbitmq-c's wire encoder and decoder, so the
+ * test sees what a consumer would receive, then decodes the retry as a delivery. */
+static void redeliver(struct celery_outgoing *o, struct celery_task *t, amqp_pool_t *pool)
+{
+    static unsigned char wire[65536];
+    amqp_bytes_t enc = {sizeof(wire), wire};
+    void *decoded = NULL;
+    int n;
+    struct cw_error err;
+
+    n = amqp_encode_properties(AMQP_BASIC_CLASS, &o->props, enc);
+    assert_true(n > 0);
+    enc.len = (size_t)n;
+    init_amqp_pool(pool, 4096);
+    assert_int_equal(amqp_decode_properties(AMQP_BASIC_CLASS, pool, enc, &decoded), 0);
+    cw_error_clear(&err);
+    if (celery_message_decode(decoded, o->body.bytes, o->body.len, t, &err) != 0)
+        fail_msg("retry did not decode: %s", err.message);
+}
+
+static void encode_ok(const struct celery_task *t, double now, double countdown,
+                      struct celery_outgoing *o)
+{
+    struct cw_error err;
+
+    cw_error_clear(&err);
+    if (celery_message_encode_retry(t, now, countdown, o, &err) != 0)
+        fail_msg("encode failed: %s", err.message);
+}
+
+static const char *json_text(json_object *j)
+{
+    return json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN);
+}
+
+static void test_retry_roundtrip_positional(void **state)
+{
+    struct real_msg m;
+    struct celery_task t, r;
+    struct celery_outgoing o;
+    amqp_pool_t pool;
+    const amqp_field_value_t *v;
+
+    (void)state;
+    real_props(&m, real_positional_props, sizeof(real_positional_props));
+    decode_ok(m.props, real_positional_body, &t);
+    encode_ok(&t, EPOCH_2026_11_24_21 + 0.25, 60, &o);
+
+    /* the properties Celery sets */
+    assert_memory_equal(o.props.content_type.bytes, "application/json", 16);
+    assert_int_equal(o.props.content_type.len, 16);
+    assert_int_equal(o.props.content_encoding.len, 5);
+    assert_memory_equal(o.props.content_encoding.bytes, "utf-8", 5);
+    assert_true(o.props._flags & AMQP_BASIC_DELIVERY_MODE_FLAG);
+    assert_int_equal(o.props.delivery_mode, 2);
+    /* integers in the kinds py-amqp reads back as Python ints */
+    v = amqp_json_table_get(&o.props.headers, "retries");
+    assert_non_null(v);
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_I32);
+    assert_int_equal(v->value.i32, 1);
+    v = amqp_json_table_get(&o.props.headers, "eta");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_UTF8);
+    assert_int_equal(v->value.bytes.len, strlen("2026-11-24T21:01:00.250000+00:00"));
+    assert_memory_equal(v->value.bytes.bytes, "2026-11-24T21:01:00.250000+00:00",
+                        v->value.bytes.len);
+    v = amqp_json_table_get(&o.props.headers, "group");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_VOID);
+    assert_int_equal(o.body.len, strlen(real_positional_body) - 9); /* no spaces */
+
+    redeliver(&o, &r, &pool);
+    assert_int_equal(r.protocol, 2);
+    assert_string_equal(r.id, t.id);
+    assert_string_equal(r.task, t.task);
+    assert_int_equal(r.retries, 1);
+    assert_true(r.has_eta);
+    assert_true(fabs(r.eta - (EPOCH_2026_11_24_21 + 60.25)) < 1e-6);
+    assert_string_equal(r.parent_id, t.id); /* was None: the task itself */
+    assert_string_equal(r.root_id, t.root_id);
+    assert_null(r.group);
+    assert_null(r.shadow);
+    assert_false(r.has_group_index);
+    assert_false(r.has_expires);
+    assert_false(r.has_time_limit);
+    assert_false(r.has_soft_time_limit);
+    assert_string_equal(r.origin, t.origin);
+    assert_string_equal(r.argsrepr, "[42]");
+    assert_string_equal(r.kwargsrepr, "{}");
+    assert_false(r.ignore_result);
+    assert_string_equal(r.correlation_id, t.id);
+    assert_string_equal(r.reply_to, t.reply_to);
+    assert_string_equal(r.content_type, "application/json");
+    assert_string_equal(json_text(r.args), "[42]");
+    assert_string_equal(json_text(r.kwargs), "{}");
+    assert_string_equal(json_text(r.embed), json_text(t.embed));
+    assert_int_equal(int_arg_ok(&r, 0, "run_id"), 42);
+    celery_task_free(&r);
+    empty_amqp_pool(&pool);
+
+    /* the retry of the retry counts on */
+    celery_outgoing_free(&o);
+    celery_task_free(&t);
+    empty_amqp_pool(&m.pool);
+}
+
+static void test_retry_roundtrip_keeps_headers(void **state)
+{
+    struct real_msg m;
+    struct celery_task t, r, r2;
+    struct celery_outgoing o, o2;
+    amqp_pool_t pool, pool2;
+    const amqp_field_value_t *v;
+
+    (void)state;
+    real_props(&m, real_keyword_props, sizeof(real_keyword_props));
+    decode_ok(m.props, real_keyword_body, &t);
+    encode_ok(&t, EPOCH_2026_11_24_21, 180, &o);
+    v = amqp_json_table_get(&o.props.headers, "timelimit");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_ARRAY);
+    assert_int_equal(v->value.array.num_entries, 2);
+    assert_int_equal(v->value.array.entries[0].kind, AMQP_FIELD_KIND_I32); /* 3600 stays int */
+    assert_int_equal(v->value.array.entries[0].value.i32, 3600);
+    assert_int_equal(v->value.array.entries[1].kind, AMQP_FIELD_KIND_F64);
+
+    redeliver(&o, &r, &pool);
+    assert_string_equal(r.id, t.id);
+    assert_int_equal(r.retries, 1);
+    assert_true(r.eta == EPOCH_2026_11_24_21 + 180);
+    assert_string_equal(r.parent_id, "p-1"); /* set: kept */
+    assert_string_equal(r.root_id, "r-1");
+    assert_string_equal(r.group, "g-1");
+    assert_true(r.has_group_index);
+    assert_int_equal(r.group_index, 3);
+    assert_string_equal(r.shadow, "parse 42");
+    assert_true(r.has_expires);
+    assert_true(r.expires == t.expires);
+    assert_true(r.time_limit == 3600.0);
+    assert_true(r.soft_time_limit == 3300.5);
+    assert_string_equal(r.kwargsrepr, "{'run_id': 42}");
+    assert_string_equal(json_text(r.args), "[]");
+    assert_string_equal(json_text(r.kwargs), "{\"run_id\":42}");
+    assert_int_equal(int_arg_ok(&r, 0, "run_id"), 42);
+
+    /* and again: retries 2, ids unchanged */
+    encode_ok(&r, EPOCH_2026_11_24_21 + 200, 600, &o2);
+    redeliver(&o2, &r2, &pool2);
+    assert_int_equal(r2.retries, 2);
+    assert_string_equal(r2.id, t.id);
+    assert_string_equal(r2.parent_id, "p-1");
+    assert_true(r2.eta == EPOCH_2026_11_24_21 + 800);
+
+    celery_task_free(&r2);
+    empty_amqp_pool(&pool2);
+    celery_outgoing_free(&o2);
+    celery_task_free(&r);
+    empty_amqp_pool(&pool);
+    celery_outgoing_free(&o);
+    celery_task_free(&t);
+    empty_amqp_pool(&m.pool);
+}
+
+static void test_retry_keeps_kombu_markers(void **state)
+{
+    struct table h;
+    amqp_basic_properties_t p;
+    struct celery_task t, r;
+    struct celery_outgoing o;
+    amqp_pool_t pool;
+    const char *body = "[[{\"__type__\": \"decimal\", \"__value__\": \"42\"}], "
+                       "{\"at\": {\"__type__\": \"datetime\", \"__value__\": "
+                       "\"2026-11-24T21:00:00+00:00\"}, \"s\": \"a/b\\u00e9\"}, "
+                       "{\"callbacks\": [{\"task\": \"cb\", \"args\": [1.5]}], "
+                       "\"errbacks\": null, \"chain\": null, \"chord\": null}]";
+
+    (void)state;
+    base_headers(&h);
+    p = json_props(&h);
+    decode_ok(&p, body, &t);
+    encode_ok(&t, EPOCH_2026_11_24_21, 60, &o);
+    assert_string_equal(
+        json_text(t.wire_body),
+        "[[{\"__type__\":\"decimal\",\"__value__\":\"42\"}],"
+        "{\"at\":{\"__type__\":\"datetime\",\"__value__\":\"2026-11-24T21:00:00+00:00\"},"
+        "\"s\":\"a\\/b\xc3\xa9\"},"
+        "{\"callbacks\":[{\"task\":\"cb\",\"args\":[1.5]}],\"errbacks\":null,\"chain\":null,"
+        "\"chord\":null}]");
+    /* on the wire: markers intact, '/' not escaped, UTF-8 raw */
+    assert_int_equal(o.body.len,
+                     strlen("[[{\"__type__\":\"decimal\",\"__value__\":\"42\"}],"
+                            "{\"at\":{\"__type__\":\"datetime\",\"__value__\":"
+                            "\"2026-11-24T21:00:00+00:00\"},\"s\":\"a/b\xc3\xa9\"},"
+                            "{\"callbacks\":[{\"task\":\"cb\",\"args\":[1.5]}],"
+                            "\"errbacks\":null,\"chain\":null,\"chord\":null}]"));
+    redeliver(&o, &r, &pool);
+    assert_string_equal(json_text(r.args), "[\"42\"]");
+    assert_string_equal(json_text(r.wire_body), json_text(t.wire_body));
+    assert_string_equal(json_text(r.embed), json_text(t.embed));
+    celery_task_free(&r);
+    empty_amqp_pool(&pool);
+    celery_outgoing_free(&o);
+    celery_task_free(&t);
+}
+
+static void test_retry_of_protocol1(void **state)
+{
+    amqp_basic_properties_t p;
+    struct celery_task t, r;
+    struct celery_outgoing o;
+    amqp_pool_t pool;
+    json_object *cb;
+
+    (void)state;
+    p = json_props(NULL);
+    decode_ok(&p, v1_body, &t);
+    encode_ok(&t, EPOCH_2026_11_24_21, 60, &o);
+    redeliver(&o, &r, &pool);
+    assert_int_equal(r.protocol, 2);
+    assert_string_equal(r.id, "v1-id");
+    assert_int_equal(r.retries, 3);
+    assert_string_equal(r.parent_id, "v1-id");
+    assert_string_equal(r.root_id, "v1-id");
+    assert_string_equal(r.group, "ts-1");
+    assert_null(r.reply_to);
+    assert_false(o.props._flags & AMQP_BASIC_REPLY_TO_FLAG);
+    assert_true(r.time_limit == 30.0);
+    assert_true(r.soft_time_limit == 20.0);
+    assert_string_equal(json_text(r.args), "[42]");
+    assert_string_equal(json_text(r.kwargs), "{\"x\":1}");
+    assert_true(json_object_object_get_ex(r.embed, "callbacks", &cb));
+    assert_int_equal(json_object_array_length(cb), 1);
+    celery_task_free(&r);
+    empty_amqp_pool(&pool);
+    celery_outgoing_free(&o);
+    celery_task_free(&t);
+}
+
+static void test_retry_hand_built_task(void **state)
+{
+    struct celery_task t, r;
+    struct celery_outgoing o;
+    amqp_pool_t pool;
+    struct cw_error err;
+
+    (void)state;
+    memset(&t, 0, sizeof(t));
+    t.id = "hand-1";
+    t.task = "app.worker.tasks.parse_run";
+    t.args = json_tokener_parse("[7]");
+    t.retries = 4;
+    t.has_expires = true;
+    t.expires = EPOCH_2026_11_24_21 + 3600;
+    encode_ok(&t, EPOCH_2026_11_24_21, 0, &o);
+    redeliver(&o, &r, &pool);
+    assert_int_equal(r.retries, 5);
+    assert_true(r.eta == EPOCH_2026_11_24_21);
+    assert_true(r.expires == EPOCH_2026_11_24_21 + 3600);
+    assert_string_equal(json_text(r.args), "[7]");
+    assert_string_equal(json_text(r.kwargs), "{}");
+    assert_string_equal(json_text(r.embed),
+                        "{\"callbacks\":null,\"errbacks\":null,\"chain\":null,\"chord\":null}");
+    celery_task_free(&r);
+    empty_amqp_pool(&pool);
+    celery_outgoing_free(&o);
+
+    /* refusals */
+    cw_error_clear(&err);
+    assert_int_equal(celery_message_encode_retry(&t, NAN, 60, &o, &err), -1);
+    assert_int_equal(err.cls, CW_ERR_INTERNAL);
+    celery_outgoing_free(&o);
+    assert_int_equal(celery_message_encode_retry(&t, 1e300, 60, &o, &err), -1);
+    celery_outgoing_free(&o);
+    t.id = NULL;
+    assert_int_equal(celery_message_encode_retry(&t, 0, 60, &o, &err), -1);
+    celery_outgoing_free(&o);
+    json_object_put(t.args);
+}
+
+static void test_json_to_amqp(void **state)
+{
+    json_object *j = json_tokener_parse(
+        "{\"small\": -7, \"big\": -5000000000, \"huge\": 9000000000000000000, \"d\": 0.5, "
+        "\"t\": true, \"n\": null, \"s\": \"x\", \"a\": [1, [2]], \"o\": {\"k\": {}}}");
+    amqp_pool_t pool;
+    amqp_table_t table;
+    const amqp_field_value_t *v;
+    struct cw_error err;
+    char key[300];
+    json_object *back = NULL;
+    amqp_field_value_t top;
+
+    (void)state;
+    init_amqp_pool(&pool, 1024);
+    cw_error_clear(&err);
+    assert_int_equal(amqp_json_to_table(j, &pool, &table, &err), 0);
+    v = amqp_json_table_get(&table, "small");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_I32);
+    assert_int_equal(v->value.i32, -7);
+    v = amqp_json_table_get(&table, "big");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_U64); /* py-amqp's signed 'L' */
+    assert_true((int64_t)v->value.u64 == -5000000000LL);
+    v = amqp_json_table_get(&table, "d");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_F64);
+    v = amqp_json_table_get(&table, "t");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_BOOLEAN);
+    v = amqp_json_table_get(&table, "n");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_VOID);
+    v = amqp_json_table_get(&table, "o");
+    assert_int_equal(v->kind, AMQP_FIELD_KIND_TABLE);
+    /* and back: the same JSON */
+    top.kind = AMQP_FIELD_KIND_TABLE;
+    top.value.table = table;
+    assert_int_equal(amqp_json_from_field(&top, &back, &err), 0);
+    assert_string_equal(json_text(back), json_text(j));
+    json_object_put(back);
+
+    /* keys longer than a shortstr */
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    json_object_object_add(j, key, NULL);
+    assert_int_equal(amqp_json_to_table(j, &pool, &table, &err), -1);
+    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+    json_object_put(j);
+
+    /* nesting limit */
+    j = json_object_new_array();
+    for (int i = 0; i < AMQP_JSON_MAX_DEPTH + 1; i++) {
+        json_object *outer = json_object_new_array();
+        json_object_array_add(outer, j);
+        j = outer;
+    }
+    assert_int_equal(amqp_json_to_field(j, &pool, &top, &err), -1);
+    json_object_put(j);
+    empty_amqp_pool(&pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1031,6 +1367,12 @@ int main(void)
         cmocka_unit_test(test_int_arg),
         cmocka_unit_test(test_iso8601_parse),
         cmocka_unit_test(test_iso8601_format),
+        cmocka_unit_test(test_retry_roundtrip_positional),
+        cmocka_unit_test(test_retry_roundtrip_keeps_headers),
+        cmocka_unit_test(test_retry_keeps_kombu_markers),
+        cmocka_unit_test(test_retry_of_protocol1),
+        cmocka_unit_test(test_retry_hand_built_task),
+        cmocka_unit_test(test_json_to_amqp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

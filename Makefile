@@ -27,15 +27,18 @@ SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 all: $(BUILD)/cworker
 
 $(BUILD)/cworker: $(OBJS)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DTESTDATA_DIR='"$(SHARED)/testdata"' -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) -DTESTDATA_DIR='"$(SHARED)/testdata"' -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

@@ -1007,6 +1007,99 @@ static void test_iso8601_format(void **state)
     assert_string_equal(buf, "2026-11-24");
 }
 
+/* Every truncation and many byte mutations of a real body: each decodes or fails with a
+ * permanent error, and (under ASan/valgrind) never reads out of bounds or leaks. The
+ * copies are exactly sized heap buffers without a terminating NUL. */
+static void test_hostile_bodies(void **state)
+{
+    static const unsigned char subst[] = {0x00, '"', '[', ']', '{',  '}',  ',',  ':',
+                                          '\\', 'n', '1', '-', 0xc3, 0xff, 0x80, ' '};
+    const char *src = real_keyword_body;
+    size_t len = strlen(src);
+    struct real_msg m;
+    struct celery_task t;
+    struct cw_error err;
+    int decoded = 0, failed = 0;
+
+    (void)state;
+    real_props(&m, real_keyword_props, sizeof(real_keyword_props));
+    for (size_t cut = 0; cut <= len; cut++) {
+        char *buf = malloc(cut ? cut : 1);
+        memcpy(buf, src, cut);
+        cw_error_clear(&err);
+        if (celery_message_decode(m.props, buf, cut, &t, &err) == 0) {
+            decoded++;
+            assert_int_equal(cut, len); /* only the whole body is a message */
+        } else {
+            assert_int_equal(err.cls, CW_ERR_PERMANENT);
+            assert_true(strlen(err.message) > 0);
+            assert_null(strchr(err.message, '\n'));
+        }
+        celery_task_free(&t);
+        free(buf);
+    }
+    assert_int_equal(decoded, 1);
+    for (size_t i = 0; i < len; i++) {
+        for (size_t k = 0; k < sizeof(subst); k++) {
+            char *buf = malloc(len);
+            long v;
+            memcpy(buf, src, len);
+            buf[i] = (char)subst[k];
+            cw_error_clear(&err);
+            if (celery_message_decode(m.props, buf, len, &t, &err) == 0) {
+                assert_true(json_object_is_type(t.args, json_type_array));
+                assert_true(json_object_is_type(t.kwargs, json_type_object));
+                if (celery_task_int_arg(&t, 0, "run_id", &v, &err) != 0)
+                    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+            } else {
+                assert_int_equal(err.cls, CW_ERR_PERMANENT);
+                failed++;
+            }
+            celery_task_free(&t);
+            free(buf);
+        }
+    }
+    assert_true(failed > 0);
+    empty_amqp_pool(&m.pool);
+}
+
+/* Byte mutations of real wire properties: whatever rabbitmq-c still accepts must decode
+ * or fail cleanly here (header kinds and lengths change under our feet). */
+static void test_hostile_headers(void **state)
+{
+    static const unsigned char subst[] = {0x00, 'S', 'V', 'A', 'F', 'I',  'L',  'l', 'd',
+                                          'f',  't', 'x', 'T', 'D', 0xff, 0x7f, 0x01};
+    size_t len = sizeof(real_keyword_props);
+    int accepted = 0;
+
+    (void)state;
+    for (size_t i = 0; i < len; i++) {
+        for (size_t k = 0; k < sizeof(subst); k++) {
+            unsigned char *raw = malloc(len);
+            amqp_pool_t pool;
+            void *decoded = NULL;
+            struct celery_task t;
+            struct cw_error err;
+
+            memcpy(raw, real_keyword_props, len);
+            raw[i] = subst[k];
+            init_amqp_pool(&pool, 4096);
+            if (amqp_decode_properties(AMQP_BASIC_CLASS, &pool, (amqp_bytes_t){len, raw},
+                                       &decoded) == 0) {
+                accepted++;
+                cw_error_clear(&err);
+                if (celery_message_decode(decoded, real_keyword_body, strlen(real_keyword_body), &t,
+                                          &err) != 0)
+                    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+                celery_task_free(&t);
+            }
+            empty_amqp_pool(&pool);
+            free(raw);
+        }
+    }
+    assert_true(accepted > 0);
+}
+
 /* ---- retry encoder ---------------------------------------------------------------- */
 
 /* Puts the outgoing properties through rabbitmq-c's wire encoder and decoder, so the
@@ -1195,12 +1288,11 @@ static void test_retry_keeps_kombu_markers(void **state)
         "{\"callbacks\":[{\"task\":\"cb\",\"args\":[1.5]}],\"errbacks\":null,\"chain\":null,"
         "\"chord\":null}]");
     /* on the wire: markers intact, '/' not escaped, UTF-8 raw */
-    assert_int_equal(o.body.len,
-                     strlen("[[{\"__type__\":\"decimal\",\"__value__\":\"42\"}],"
-                            "{\"at\":{\"__type__\":\"datetime\",\"__value__\":"
-                            "\"2026-11-24T21:00:00+00:00\"},\"s\":\"a/b\xc3\xa9\"},"
-                            "{\"callbacks\":[{\"task\":\"cb\",\"args\":[1.5]}],"
-                            "\"errbacks\":null,\"chain\":null,\"chord\":null}]"));
+    assert_int_equal(o.body.len, strlen("[[{\"__type__\":\"decimal\",\"__value__\":\"42\"}],"
+                                        "{\"at\":{\"__type__\":\"datetime\",\"__value__\":"
+                                        "\"2026-11-24T21:00:00+00:00\"},\"s\":\"a/b\xc3\xa9\"},"
+                                        "{\"callbacks\":[{\"task\":\"cb\",\"args\":[1.5]}],"
+                                        "\"errbacks\":null,\"chain\":null,\"chord\":null}]"));
     redeliver(&o, &r, &pool);
     assert_string_equal(json_text(r.args), "[\"42\"]");
     assert_string_equal(json_text(r.wire_body), json_text(t.wire_body));
@@ -1367,6 +1459,8 @@ int main(void)
         cmocka_unit_test(test_int_arg),
         cmocka_unit_test(test_iso8601_parse),
         cmocka_unit_test(test_iso8601_format),
+        cmocka_unit_test(test_hostile_bodies),
+        cmocka_unit_test(test_hostile_headers),
         cmocka_unit_test(test_retry_roundtrip_positional),
         cmocka_unit_test(test_retry_roundtrip_keeps_headers),
         cmocka_unit_test(test_retry_keeps_kombu_markers),

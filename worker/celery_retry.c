@@ -92,8 +92,7 @@ static json_object *retry_body(const struct celery_task *t)
         return json_object_get(t->wire_body);
     body = json_object_new_array_ext(3);
     json_object_array_add(body, t->args ? json_object_get(t->args) : json_object_new_array());
-    json_object_array_add(body,
-                          t->kwargs ? json_object_get(t->kwargs) : json_object_new_object());
+    json_object_array_add(body, t->kwargs ? json_object_get(t->kwargs) : json_object_new_object());
     if (t->embed != NULL) {
         embed = json_object_get(t->embed);
     } else {
@@ -177,8 +176,8 @@ int celery_message_encode_retry(const struct celery_task *t, double now, double 
     out->props._flags |= AMQP_BASIC_HEADERS_FLAG;
     retry_properties(t, out);
     body = retry_body(t);
-    text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
-                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
+    text = json_object_to_json_string_ext(body,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     out->body = pool_copy(&out->pool, text, strlen(text));
     rc = 0;
 out:

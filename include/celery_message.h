@@ -50,7 +50,8 @@ struct celery_task {
  * JSON); pickle, yaml, msgpack and anything else fail WITHOUT looking at the body.
  * Errors (CW_ERR_PERMANENT), e.g. "unsupported content type application/x-python-serialize",
  * "body is not valid JSON: ...", "protocol 2 body is not [args, kwargs, embed]",
- * "missing task id", "header retries is not an integer in 0..2147483646". */
+ * "missing task id", "retries is not an integer in 0..2147483646",
+ * "header origin: string is not valid UTF-8". */
 CW_MUST_CHECK int celery_message_decode(const amqp_basic_properties_t *props, const void *body,
                                         size_t body_len, struct celery_task *out,
                                         struct cw_error *err);

@@ -87,7 +87,7 @@ echo
 psql "$DATABASE_URL" -Xq -P footer=off <<EOF
 \pset border 1
 SELECT id AS run, type, status, retry_count AS retries,
-       to_char(completed_at - started_at, 'SS.MS') || ' s' AS took,
+       round((metrics->>'duration_seconds')::numeric, 3) || ' s' AS took,
        coalesce(error_message, '-') AS error
   FROM ingestion_runs WHERE id = $run_id;
 SELECT key AS metric, value FROM json_each((SELECT metrics FROM ingestion_runs WHERE id = $run_id));

@@ -183,7 +183,7 @@ pg_root() {
     mkdir -p "$PG_LINK"
   else
     local alt
-    alt=/var/tmp/cworker-pg-$(echo "$REPO" | md5sum | cut -c1-10)
+    alt=/var/tmp/cworker-pg-$(echo "$STATE" | md5sum | cut -c1-10)
     mkdir -p "$alt"
     ln -s "$alt" "$PG_LINK"
   fi
@@ -192,13 +192,16 @@ pg_root() {
   readlink -f "$PG_LINK"
 }
 
+# The real directory (postgres may not be able to traverse .state to follow the link).
+pg_dir() { readlink -f "$PG_LINK"; }
+
 pg_running() {
   [ -e "$PG_LINK/data/PG_VERSION" ] || return 1
-  as_pg "$PG_BIN/pg_ctl" -D "$PG_LINK/data" status >/dev/null 2>&1 &&
-    as_pg "$PG_BIN/pg_isready" -q -h "$PG_LINK/run" -p "$PG_PORT" >/dev/null 2>&1
+  as_pg "$PG_BIN/pg_ctl" -D "$(pg_dir)/data" status >/dev/null 2>&1 &&
+    as_pg "$PG_BIN/pg_isready" -q -h "$(pg_dir)/run" -p "$PG_PORT" >/dev/null 2>&1
 }
 
-pg_psql() { as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_LINK/run" -p "$PG_PORT" -U postgres "$@"; }
+pg_psql() { as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$(pg_dir)/run" -p "$PG_PORT" -U postgres "$@"; }
 
 pg_start() {
   local root
@@ -254,10 +257,12 @@ EOF
 
 pg_stop() {
   [ -e "$PG_LINK/data/PG_VERSION" ] || return 0
-  if as_pg "$PG_BIN/pg_ctl" -D "$PG_LINK/data" status >/dev/null 2>&1; then
+  local d
+  d=$(pg_dir)
+  if as_pg "$PG_BIN/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then
     log "stopping postgresql"
-    as_pg "$PG_BIN/pg_ctl" -D "$PG_LINK/data" -m fast -w -t 60 stop >/dev/null 2>&1 ||
-      as_pg "$PG_BIN/pg_ctl" -D "$PG_LINK/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+    as_pg "$PG_BIN/pg_ctl" -D "$d/data" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+      as_pg "$PG_BIN/pg_ctl" -D "$d/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
   fi
 }
 

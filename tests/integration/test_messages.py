@@ -150,3 +150,52 @@ def test_late_parsing_commit_is_undone(env, worker, celery):
     assert run["completed_at"] is not None and run["metrics"] == done["metrics"]
     assert run["error_message"] is None
     assert env.scalar("SELECT count(*) FROM stanzas WHERE run_id = %s", (run_id,)) == 3
+
+
+def test_countdown_runs_at_eta_not_before(env, worker, celery):
+    run_id = create(env)
+    pconn = env.producer_conn()
+    t0 = time.time()
+    producer.enqueue(pconn, celery, run_id, queue=worker.queue, countdown=3)
+    pconn.close()
+    time.sleep(1.5)
+    assert env.run(run_id)["status"] == "PARSING"  # not yet: its eta is in the future
+    run = wait_for_final_status(env, run_id, timeout=20, worker=worker)
+    assert run["status"] == "COMPLETE", run
+    assert time.time() - t0 >= 2.9
+    assert run["completed_at"].timestamp() >= t0 + 2.9
+
+
+def test_expired_message_is_not_run(env, worker, celery):
+    import datetime
+
+    run_id = create(env)
+    pconn = env.producer_conn()
+    past = producer.now() - datetime.timedelta(minutes=5)
+    task_id = producer.enqueue(pconn, celery, run_id, queue=worker.queue, expires=past)
+    pconn.close()
+    assert worker.wait_log(task_id), worker.tail()
+    wait_drained(env, worker.queue)
+    time.sleep(0.5)
+    run = env.run(run_id)
+    assert run["status"] == "PARSING" and run["task_id"] == task_id, run  # as the app left it
+    assert row_counts(env, run_id) == (0, 0, 0, 0)
+    assert "expired" in worker.log().lower()
+    assert env.ready(worker.queue + ".dead") == 0
+
+
+def test_protocol_1_message_runs(env, worker):
+    """Protocol 1 (no `task` header): a JSON object body (DESIGN 1.1)."""
+    import json
+
+    run_id = create(env)
+    tid = str(uuid.uuid4())
+    body = json.dumps({"task": "app.worker.tasks.parse_run", "id": tid, "args": [run_id],
+                       "kwargs": {}, "retries": 0, "eta": None, "expires": None,
+                       "timelimit": [None, None], "callbacks": None, "errbacks": None,
+                       "utc": True})
+    producer.publish_raw(env.broker_url, worker.queue, body,
+                         properties={"correlation_id": tid})
+    run = wait_for_final_status(env, run_id, worker=worker)
+    assert run["status"] == "COMPLETE" and run["task_id"] == tid, run
+    assert row_counts(env, run_id)[0] == 3

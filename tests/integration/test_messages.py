@@ -199,3 +199,35 @@ def test_protocol_1_message_runs(env, worker):
     run = wait_for_final_status(env, run_id, worker=worker)
     assert run["status"] == "COMPLETE" and run["task_id"] == tid, run
     assert row_counts(env, run_id)[0] == 3
+
+
+def test_celery_routing_as_documented(env, celery, monkeypatch):
+    """Pins what tests/py/producer.py documents and the worker's topology relies on:
+    send_task(queue=Q) publishes to the default exchange "" with routing key Q, after
+    declaring queue Q (durable, no arguments) bound to direct exchange Q with key Q."""
+    import kombu.messaging
+
+    seen = []
+    orig = kombu.messaging.Producer._publish
+
+    def spy(self, body, priority, content_type, content_encoding, headers, properties,
+            routing_key, mandatory, immediate, exchange, declare, *rest):
+        seen.append((exchange, routing_key, content_type, properties.get("delivery_mode"),
+                     list(declare)))
+        return orig(self, body, priority, content_type, content_encoding, headers,
+                    properties, routing_key, mandatory, immediate, exchange, declare, *rest)
+
+    monkeypatch.setattr(kombu.messaging.Producer, "_publish", spy)
+    q = "cwit.routing.%s" % uuid.uuid4().hex[:8]
+    try:
+        celery.send_task("app.worker.tasks.parse_run", args=[1], queue=q)
+        assert len(seen) == 1
+        exchange, rk, ctype, mode, declare = seen[0]
+        assert (exchange, rk, ctype, mode) == ("", q, "application/json", 2)
+        (dq,) = declare
+        assert dq.name == q and dq.durable and not dq.auto_delete and not dq.exclusive
+        assert not dq.queue_arguments
+        assert (dq.exchange.name, dq.exchange.type, dq.routing_key) == (q, "direct", q)
+        assert env.queue_counts(q) == (1, 0)
+    finally:
+        env.delete_queues(q)

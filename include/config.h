@@ -26,8 +26,10 @@ struct cw_config {
     double time_limit;
     double heartbeat_interval;
     double visibility_timeout;
-    double shutdown_grace; /* seconds running tasks get to finish after SIGTERM */
-    int log_level;         /* enum log_level */
+    double shutdown_grace;    /* seconds running tasks get to finish after SIGTERM */
+    double retry_jitter;      /* percent, spreads retry delays */
+    int debug_entry_delay_ms; /* tests only: extra time per .conf entry */
+    int log_level;            /* enum log_level */
     bool log_json;
     char *migrations_dir;
     char *nodename;

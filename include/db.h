@@ -64,15 +64,40 @@ CW_MUST_CHECK int db_files_load(struct db *db, long run_id, struct db_file **fil
                                 struct cw_error *err);
 void db_files_free(struct db_file *files, size_t n);
 
+/* Called between COPY chunks of a long write, so the caller can keep the run's heartbeat
+ * going (on another connection: this one is inside the transaction). */
+struct db_tick {
+    int (*fn)(void *ctx, struct cw_error *err);
+    void *ctx;
+};
+
 /* Step 6, one transaction: earlier rows of the run removed, stanzas and typed rows
- * COPYed, the run COMPLETE with metrics, the task's outcome recorded. */
+ * COPYed, the run COMPLETE with metrics, the task's outcome recorded. tick may be NULL. */
 CW_MUST_CHECK int db_run_complete(struct db *db, long run_id, const char *task_id,
                                   const struct run_rows *rows, const char *metrics_json,
-                                  const char *result_json, struct cw_error *err);
-/* Records a final failure (status FAILED) or, with final=false, a pending retry
- * (status stays PARSING) with the message, traceback and metrics. */
+                                  const char *result_json, const struct db_tick *tick,
+                                  struct cw_error *err);
+/* Records a final failure (status FAILED) or, with final=false, a pending retry due in
+ * retry_in seconds (status stays PARSING) with the message, traceback and metrics. */
 CW_MUST_CHECK int db_run_record_error(struct db *db, long run_id, const char *task_id, bool final,
-                                      int retry_count, const char *message, const char *traceback,
-                                      const char *metrics_json, struct cw_error *err);
+                                      int retry_count, double retry_in, const char *message,
+                                      const char *traceback, const char *metrics_json,
+                                      struct cw_error *err);
+
+/* A PARSING run a worker started whose heartbeat is older than the visibility timeout and
+ * that is not waiting for a scheduled retry: its owner may be gone. */
+struct db_stuck_run {
+    long run_id;
+    char task_id[256];
+    int retry_count;
+    double silent_for; /* seconds since the last heartbeat */
+};
+CW_MUST_CHECK int db_stuck_runs(struct db *db, double visibility_timeout,
+                                struct db_stuck_run **runs, size_t *n, struct cw_error *err);
+/* Claims a stuck run for a retry: bumps retry_count and the heartbeat, records the message.
+ * claimed=false when another sweeper (or the owner) got there first. */
+CW_MUST_CHECK int db_stuck_run_claim(struct db *db, const struct db_stuck_run *run,
+                                     double visibility_timeout, const char *message, bool *claimed,
+                                     struct cw_error *err);
 
 #endif

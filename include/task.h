@@ -19,10 +19,12 @@ enum task_outcome {
 };
 
 struct task_context {
-    struct db *db;
+    struct db *db;           /* the task's connection (holds the run lock and the transaction) */
+    struct db *heartbeat_db; /* a second connection: heartbeats while db is inside a transaction */
     const struct cw_config *cfg;
-    double started;       /* monotonic seconds */
-    double soft_deadline; /* monotonic seconds when the soft time limit hits */
+    double started;                /* monotonic seconds */
+    double soft_deadline;          /* monotonic seconds when the soft time limit hits */
+    const struct cw_error *forced; /* non-NULL: do not run, record this failure (hard time limit) */
 };
 
 struct task_report {

@@ -146,6 +146,8 @@ enum setting {
     SET_HEARTBEAT,
     SET_VISIBILITY,
     SET_SHUTDOWN_GRACE,
+    SET_RETRY_JITTER,
+    SET_DEBUG_ENTRY_DELAY,
     SET_LOG_LEVEL,
     SET_LOG_FORMAT,
     SET_MIGRATIONS_DIR,
@@ -153,25 +155,28 @@ enum setting {
     SET_COUNT
 };
 
+/* Designated initializers keep each variable next to its setting. */
 static const char *const env_names[SET_COUNT] = {
-    "CELERY_BROKER_URL",
-    "DATABASE_URL",
-    "STORAGE_BACKEND",
-    "STORAGE_PATH",
-    "CELERY_QUEUES",
-    "CONCURRENCY",
-    "PREFETCH_MULTIPLIER",
-    "RETRY_DELAYS",
-    "MAX_RETRIES",
-    "SOFT_TIME_LIMIT",
-    "TIME_LIMIT",
-    "HEARTBEAT_INTERVAL",
-    "VISIBILITY_TIMEOUT",
-    "SHUTDOWN_GRACE",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "CWORKER_MIGRATIONS_DIR",
-    "CWORKER_NODENAME",
+    [SET_BROKER] = "CELERY_BROKER_URL",
+    [SET_DATABASE] = "DATABASE_URL",
+    [SET_STORAGE_BACKEND] = "STORAGE_BACKEND",
+    [SET_STORAGE_PATH] = "STORAGE_PATH",
+    [SET_QUEUES] = "CELERY_QUEUES",
+    [SET_CONCURRENCY] = "CONCURRENCY",
+    [SET_PREFETCH] = "PREFETCH_MULTIPLIER",
+    [SET_RETRY_DELAYS] = "RETRY_DELAYS",
+    [SET_MAX_RETRIES] = "MAX_RETRIES",
+    [SET_SOFT_TIME_LIMIT] = "SOFT_TIME_LIMIT",
+    [SET_TIME_LIMIT] = "TIME_LIMIT",
+    [SET_HEARTBEAT] = "HEARTBEAT_INTERVAL",
+    [SET_VISIBILITY] = "VISIBILITY_TIMEOUT",
+    [SET_SHUTDOWN_GRACE] = "SHUTDOWN_GRACE",
+    [SET_RETRY_JITTER] = "RETRY_JITTER",
+    [SET_DEBUG_ENTRY_DELAY] = "CWORKER_DEBUG_ENTRY_DELAY_MS",
+    [SET_LOG_LEVEL] = "LOG_LEVEL",
+    [SET_LOG_FORMAT] = "LOG_FORMAT",
+    [SET_MIGRATIONS_DIR] = "CWORKER_MIGRATIONS_DIR",
+    [SET_NODENAME] = "CWORKER_NODENAME",
 };
 
 static int apply_setting(struct cw_config *cfg, enum setting s, const char *name, const char *value,
@@ -214,6 +219,15 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return parse_seconds(name, value, &cfg->visibility_timeout, err);
     case SET_SHUTDOWN_GRACE:
         return parse_seconds(name, value, &cfg->shutdown_grace, err);
+    case SET_RETRY_JITTER: {
+        int percent;
+        if (parse_int(name, value, 0, 100, &percent, err) != 0)
+            return -1;
+        cfg->retry_jitter = percent;
+        return 0;
+    }
+    case SET_DEBUG_ENTRY_DELAY:
+        return parse_int(name, value, 0, 3600000, &cfg->debug_entry_delay_ms, err);
     case SET_LOG_LEVEL:
         return parse_log_level(cfg, name, value, err);
     case SET_LOG_FORMAT:
@@ -273,6 +287,7 @@ static const struct option long_options[] = {
     {"heartbeat-interval", required_argument, NULL, SET_HEARTBEAT},
     {"visibility-timeout", required_argument, NULL, SET_VISIBILITY},
     {"shutdown-grace", required_argument, NULL, SET_SHUTDOWN_GRACE},
+    {"retry-jitter", required_argument, NULL, SET_RETRY_JITTER},
     {"log-level", required_argument, NULL, SET_LOG_LEVEL},
     {"log-format", required_argument, NULL, SET_LOG_FORMAT},
     {"migrations-dir", required_argument, NULL, SET_MIGRATIONS_DIR},

@@ -18,6 +18,8 @@ static bool sqlstate_is_transient(const char *state)
 {
     if (!state)
         return true; /* no SQLSTATE: the connection itself failed */
+    if (strcmp(state, "08P01") == 0)
+        return false; /* protocol violation: our bug, it would fail the same way again */
     return strncmp(state, "08", 2) == 0 || strncmp(state, "40", 2) == 0 ||
            strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0 ||
            strncmp(state, "58", 2) == 0;
@@ -253,7 +255,7 @@ void db_files_free(struct db_file *files, size_t n)
 }
 
 static int copy_rows(struct db *db, const char *target, const struct strbuf *rows,
-                     struct cw_error *err)
+                     const struct db_tick *tick, struct cw_error *err)
 {
     if (rows->len == 0)
         return 0;
@@ -267,14 +269,20 @@ static int copy_rows(struct db *db, const char *target, const struct strbuf *row
         return -1;
     }
     PQclear(res);
+    int tick_rc = 0;
     for (size_t off = 0; off < rows->len; off += COPY_CHUNK) {
         size_t len = rows->len - off < COPY_CHUNK ? rows->len - off : COPY_CHUNK;
         if (PQputCopyData(db->conn, rows->data + off, (int)len) != 1)
             break;
+        if (tick && (tick_rc = tick->fn(tick->ctx, err)) != 0)
+            break;
     }
-    PQputCopyEnd(db->conn, NULL);
+    /* An error from tick (a time limit) aborts the COPY, and with it the transaction. */
+    PQputCopyEnd(db->conn, tick_rc ? "aborted by the worker" : NULL);
     res = PQgetResult(db->conn);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : fail_pg(db, res, "COPY", err);
+    int rc = tick_rc                                   ? -1
+             : PQresultStatus(res) == PGRES_COMMAND_OK ? 0
+                                                       : fail_pg(db, res, "COPY", err);
     PQclear(res);
     while ((res = PQgetResult(db->conn)) != NULL)
         PQclear(res);
@@ -299,14 +307,14 @@ static int delete_previous_rows(struct db *db, const char *run_id, struct cw_err
 }
 
 static int write_rows(struct db *db, const char *run_id, const struct run_rows *rows,
-                      struct cw_error *err)
+                      const struct db_tick *tick, struct cw_error *err)
 {
     if (delete_previous_rows(db, run_id, err) != 0)
         return -1;
-    if (copy_rows(db, STANZAS_COPY_TARGET, &rows->stanzas, err) != 0)
+    if (copy_rows(db, STANZAS_COPY_TARGET, &rows->stanzas, tick, err) != 0)
         return -1;
     for (int t = 0; t < PROJ_COUNT; t++)
-        if (copy_rows(db, proj_copy_target((enum proj_table)t), &rows->typed[t], err) != 0)
+        if (copy_rows(db, proj_copy_target((enum proj_table)t), &rows->typed[t], tick, err) != 0)
             return -1;
     return 0;
 }
@@ -322,13 +330,14 @@ static int finish_transaction(struct db *db, int rc, struct cw_error *err)
 }
 
 int db_run_complete(struct db *db, long run_id, const char *task_id, const struct run_rows *rows,
-                    const char *metrics_json, const char *result_json, struct cw_error *err)
+                    const char *metrics_json, const char *result_json, const struct db_tick *tick,
+                    struct cw_error *err)
 {
     char id[24];
     format_long(id, sizeof id, run_id);
     if (exec_simple(db, "starting the result transaction", "BEGIN", 0, NULL, err) != 0)
         return -1;
-    int rc = write_rows(db, id, rows, err);
+    int rc = write_rows(db, id, rows, tick, err);
     if (rc == 0) {
         const char *values[] = {id, metrics_json};
         rc = exec_simple(db, "marking the run COMPLETE",
@@ -351,12 +360,13 @@ int db_run_complete(struct db *db, long run_id, const char *task_id, const struc
 }
 
 int db_run_record_error(struct db *db, long run_id, const char *task_id, bool final,
-                        int retry_count, const char *message, const char *traceback,
-                        const char *metrics_json, struct cw_error *err)
+                        int retry_count, double retry_in, const char *message,
+                        const char *traceback, const char *metrics_json, struct cw_error *err)
 {
-    char id[24], r[24];
+    char id[24], r[24], due[32];
     format_long(id, sizeof id, run_id);
     format_long(r, sizeof r, retry_count);
+    snprintf(due, sizeof due, "%.3f", retry_in);
     const char *status = final ? "FAILED" : "PARSING";
     if (exec_simple(db, "starting the failure transaction", "BEGIN", 0, NULL, err) != 0)
         return -1;
@@ -368,18 +378,81 @@ int db_run_record_error(struct db *db, long run_id, const char *task_id, bool fi
                          "THEN now() ELSE NULL END WHERE id = $1::int",
                          6, run_values, err);
     if (rc == 0) {
-        const char *task_values[] = {task_id, id,        final ? "FAILED" : NULL,
-                                     message, traceback, metrics_json};
-        rc = exec_simple(
-            db, "recording the task outcome",
-            "INSERT INTO cworker_tasks AS t (task_id, run_id, status, error_message, "
-            "error_traceback, metrics, completed_at) VALUES ($1, $2::int, $3::varchar, $4, "
-            "$5, $6::json, CASE WHEN $3::varchar IS NULL THEN NULL ELSE now() END) "
-            "ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status, "
-            "error_message = EXCLUDED.error_message, error_traceback = "
-            "EXCLUDED.error_traceback, metrics = EXCLUDED.metrics, completed_at = "
-            "EXCLUDED.completed_at, updated_at = now()",
-            6, task_values, err);
+        /* retry_due_at: when a scheduled retry runs (NULL for a final failure); the
+         * stuck-run sweeper leaves the run alone until then. */
+        const char *task_values[] = {task_id,   id,           final ? "FAILED" : NULL, message,
+                                     traceback, metrics_json, final ? NULL : due};
+        rc = exec_simple(db, "recording the task outcome",
+                         "INSERT INTO cworker_tasks AS t (task_id, run_id, status, error_message, "
+                         "error_traceback, metrics, completed_at, retry_due_at) VALUES ($1, "
+                         "$2::int, $3::varchar, $4, $5, $6::json, "
+                         "CASE WHEN $3::varchar IS NULL THEN NULL ELSE now() END, "
+                         "now() + make_interval(secs => $7::float8)) "
+                         "ON CONFLICT (task_id) DO UPDATE SET status = EXCLUDED.status, "
+                         "error_message = EXCLUDED.error_message, error_traceback = "
+                         "EXCLUDED.error_traceback, metrics = EXCLUDED.metrics, completed_at = "
+                         "EXCLUDED.completed_at, retry_due_at = EXCLUDED.retry_due_at, "
+                         "updated_at = now()",
+                         7, task_values, err);
     }
     return finish_transaction(db, rc, err);
+}
+
+int db_stuck_runs(struct db *db, double visibility_timeout, struct db_stuck_run **runs, size_t *n,
+                  struct cw_error *err)
+{
+    char vt[32];
+    snprintf(vt, sizeof vt, "%.3f", visibility_timeout);
+    const char *values[] = {vt};
+    /* Only runs a worker started (a cworker_tasks row for the run's task id): a message
+     * still waiting in a backlog is not stuck. */
+    PGresult *res = exec_params(
+        db, "looking for stuck runs",
+        "SELECT r.id, r.task_id, r.retry_count, "
+        "       extract(epoch FROM now() - r.last_heartbeat)::float8 "
+        "  FROM ingestion_runs r JOIN cworker_tasks t ON t.task_id = r.task_id AND t.run_id = r.id "
+        " WHERE upper(r.status) = 'PARSING' AND t.status IS NULL "
+        "   AND r.last_heartbeat < now() - make_interval(secs => $1::float8) "
+        "   AND (t.retry_due_at IS NULL "
+        "        OR t.retry_due_at < now() - make_interval(secs => $1::float8)) "
+        " ORDER BY r.id LIMIT 100",
+        1, values, err);
+    if (!res)
+        return -1;
+    *n = (size_t)PQntuples(res);
+    *runs = cw_xcalloc(*n ? *n : 1, sizeof **runs);
+    for (size_t i = 0; i < *n; i++) {
+        struct db_stuck_run *r = &(*runs)[i];
+        r->run_id = strtol(PQgetvalue(res, (int)i, 0), NULL, 10);
+        snprintf(r->task_id, sizeof r->task_id, "%s", PQgetvalue(res, (int)i, 1));
+        r->retry_count = (int)strtol(PQgetvalue(res, (int)i, 2), NULL, 10);
+        r->silent_for = strtod(PQgetvalue(res, (int)i, 3), NULL);
+    }
+    PQclear(res);
+    return 0;
+}
+
+int db_stuck_run_claim(struct db *db, const struct db_stuck_run *run, double visibility_timeout,
+                       const char *message, bool *claimed, struct cw_error *err)
+{
+    char id[24], vt[32];
+    format_long(id, sizeof id, run->run_id);
+    snprintf(vt, sizeof vt, "%.3f", visibility_timeout);
+    const char *values[] = {id, vt, message, run->task_id};
+    /* The heartbeat condition makes the claim race-free among sweepers: one UPDATE wins. */
+    PGresult *res = exec_params(
+        db, "claiming a stuck run",
+        "WITH claimed AS ("
+        "  UPDATE ingestion_runs SET retry_count = retry_count + 1, last_heartbeat = now(), "
+        "         error_message = $3 "
+        "   WHERE id = $1::int AND upper(status) = 'PARSING' AND task_id = $4 "
+        "     AND last_heartbeat < now() - make_interval(secs => $2::float8) RETURNING id) "
+        "UPDATE cworker_tasks SET retry_due_at = now(), updated_at = now() "
+        " WHERE task_id = $4 AND EXISTS (SELECT 1 FROM claimed) RETURNING task_id",
+        4, values, err);
+    if (!res)
+        return -1;
+    *claimed = PQntuples(res) == 1;
+    PQclear(res);
+    return 0;
 }

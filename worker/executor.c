@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "db.h"
 #include "log.h"
+#include "sweeper.h"
 #include "task.h"
 #include "xalloc.h"
 
@@ -87,9 +88,29 @@ static json_object *result_message(json_object *task_msg, const struct task_repo
     return m;
 }
 
-static void run_task(struct db *db, const struct cw_config *cfg, const struct celery_task *t,
+/* The executor's two connections: the task's, and one for heartbeats during its
+ * transaction (opened on first use). */
+struct executor_dbs {
+    struct db task;
+    struct db heartbeat;
+};
+
+static bool forced_error(json_object *msg, struct cw_error *err)
+{
+    json_object *f, *m;
+    if (!json_object_object_get_ex(msg, "forced_error", &f))
+        return false;
+    const char *text =
+        json_object_object_get_ex(f, "message", &m) ? json_object_get_string(m) : "time limit";
+    CW_FAIL(err, CW_ERR_TIMEOUT, "%s", text);
+    return true;
+}
+
+static void run_task(struct executor_dbs *dbs, const struct cw_config *cfg,
+                     const struct celery_task *t, const struct cw_error *forced,
                      struct task_report *report)
 {
+    struct db *db = &dbs->task;
     const struct task_def *def = task_registry_find(t->task);
     if (!def) { /* the supervisor dead-letters unknown tasks; this is a safety net */
         CW_FAIL(&report->err, CW_ERR_PERMANENT, "unknown task %s", t->task);
@@ -105,21 +126,26 @@ static void run_task(struct db *db, const struct cw_config *cfg, const struct ce
         report->outcome = TASK_REQUEUE;
         return;
     }
-    struct task_context ctx = {db, cfg, clock_monotonic(), 0};
+    struct task_context ctx = {.db = db, .heartbeat_db = &dbs->heartbeat, .cfg = cfg};
+    ctx.started = clock_monotonic();
     double soft = t->has_soft_time_limit ? t->soft_time_limit : cfg->soft_time_limit;
     ctx.soft_deadline = ctx.started + soft;
+    ctx.forced = forced;
     def->run(&ctx, t, report);
 }
 
-static void handle_task(int fd, struct db *db, const struct cw_config *cfg, json_object *msg)
+static void handle_task(int fd, struct executor_dbs *dbs, const struct cw_config *cfg,
+                        json_object *msg)
 {
     struct celery_task t;
     task_from_message(msg, &t);
     log_set_task(t.id, 0);
     struct task_report report = {0};
     cw_error_clear(&report.err);
+    struct cw_error forced;
+    bool is_forced = forced_error(msg, &forced);
     double started = clock_monotonic();
-    run_task(db, cfg, &t, &report);
+    run_task(dbs, cfg, &t, is_forced ? &forced : NULL, &report);
     log_set_task(t.id, report.run_id);
     if (report.err.cls != CW_ERR_NONE)
         log_info("task %s %s in %.3f s: %s", t.task, task_outcome_name(report.outcome),
@@ -137,16 +163,34 @@ static void handle_task(int fd, struct db *db, const struct cw_config *cfg, json
     log_set_task(NULL, 0);
 }
 
+static void handle_sweep(int fd, struct executor_dbs *dbs, const struct cw_config *cfg)
+{
+    struct cw_error err;
+    json_object *requeue = NULL;
+    bool connected = dbs->task.conn ? db_ensure_connected(&dbs->task)
+                                    : db_connect(&dbs->task, cfg->database_url, &err) == 0;
+    if (connected)
+        requeue = sweeper_run(&dbs->task, cfg, &err);
+    if (!requeue)
+        requeue = json_object_new_array(); /* the next sweep tries again */
+    json_object *reply = json_object_new_object();
+    json_object_object_add(reply, "type", json_object_new_string("sweep_result"));
+    json_object_object_add(reply, "requeue", requeue);
+    if (channel_send(fd, reply, &err) != 0)
+        log_error("cannot report to the supervisor: %s", err.message);
+    json_object_put(reply);
+}
+
 void executor_main(int fd, const struct cw_config *cfg, int index)
 {
     executor_signals();
     char name[32];
     snprintf(name, sizeof name, "executor-%d", index);
     log_configure((enum log_level)cfg->log_level, cfg->log_json, name);
-    struct db db = {0};
+    struct executor_dbs dbs = {{0}, {0}};
     struct cw_error err;
     /* Connect now so the first task does not pay for it; a failure is retried per task. */
-    if (db_connect(&db, cfg->database_url, &err) != 0)
+    if (db_connect(&dbs.task, cfg->database_url, &err) != 0)
         log_warn("%s", err.message);
     json_object *ready = json_object_new_object();
     json_object_object_add(ready, "type", json_object_new_string("ready"));
@@ -159,10 +203,13 @@ void executor_main(int fd, const struct cw_config *cfg, int index)
             break; /* EOF: the supervisor is gone or shutting down */
         const char *type = json_string_field(msg, "type");
         if (type && strcmp(type, "task") == 0)
-            handle_task(fd, &db, cfg, msg);
+            handle_task(fd, &dbs, cfg, msg);
+        else if (type && strcmp(type, "sweep") == 0)
+            handle_sweep(fd, &dbs, cfg);
         json_object_put(msg);
     }
-    db_close(&db);
+    db_close(&dbs.task);
+    db_close(&dbs.heartbeat);
     close(fd);
     _exit(0);
 }

@@ -43,10 +43,11 @@ struct delivery {
     int queue;           /* index into cfg->queues */
     uint64_t seq;        /* our id for it on the executor channel */
     double not_before;   /* monotonic: a producer eta in the future */
+    char *forced_error;  /* set after a hard-limit kill: the next attempt records this */
     struct celery_task task;
 };
 
-enum exec_state { EXEC_EMPTY, EXEC_STARTING, EXEC_IDLE, EXEC_BUSY };
+enum exec_state { EXEC_EMPTY, EXEC_STARTING, EXEC_IDLE, EXEC_BUSY, EXEC_SWEEPING };
 
 struct executor {
     pid_t pid;
@@ -56,7 +57,8 @@ struct executor {
     double hard_deadline;
     double spawned_at;
     double respawn_at;
-    int quick_deaths; /* consecutive deaths soon after spawning: respawn backoff */
+    int quick_deaths;        /* consecutive deaths soon after spawning: respawn backoff */
+    double killed_for_limit; /* the hard limit (s) it was killed for; 0 if not */
 };
 
 struct supervisor {
@@ -75,6 +77,7 @@ struct supervisor {
     double breaker_delay;
     bool draining;
     double drain_deadline;
+    double next_sweep;
     uint64_t processed;
 };
 
@@ -94,6 +97,7 @@ static void delivery_free(struct delivery *d)
     if (!d)
         return;
     celery_task_free(&d->task);
+    free(d->forced_error);
     free(d);
 }
 
@@ -353,7 +357,18 @@ static void respawn_executors(struct supervisor *s, double now)
 
 static void executor_gone(struct supervisor *s, struct executor *e, int status, double now)
 {
-    if (e->current) {
+    if (e->current && e->killed_for_limit > 0) {
+        /* Killed for its hard time limit: the run is failed by the next executor, not rerun. */
+        struct delivery *d = e->current;
+        char text[128];
+        snprintf(text, sizeof text, "hard time limit of %g s exceeded", e->killed_for_limit);
+        d->forced_error = cw_xstrdup(text);
+        d->next = s->pending;
+        s->pending = d;
+        if (!d->next)
+            s->pending_tail = &d->next;
+        e->current = NULL;
+    } else if (e->current) {
         struct delivery *d = e->current;
         if (WIFSIGNALED(status))
             log_error("executor %d died of signal %d (%s) running task %s; it is requeued",
@@ -370,6 +385,7 @@ static void executor_gone(struct supervisor *s, struct executor *e, int status, 
     close(e->fd);
     e->fd = -1;
     e->state = EXEC_EMPTY;
+    e->killed_for_limit = 0;
     e->quick_deaths = now - e->spawned_at < 5 ? e->quick_deaths + 1 : 0;
     e->respawn_at = now + fmin(0.5 * (1 << (e->quick_deaths > 6 ? 6 : e->quick_deaths)), 30);
 }
@@ -390,9 +406,12 @@ static void enforce_hard_limits(struct supervisor *s, double now)
     for (int i = 0; i < s->nexec; i++) {
         struct executor *e = &s->execs[i];
         if (e->state == EXEC_BUSY && now > e->hard_deadline) {
-            log_error("task %s exceeded its hard time limit; killing executor %d",
-                      e->current->task.id, (int)e->pid);
+            double limit =
+                e->current->task.has_time_limit ? e->current->task.time_limit : s->cfg->time_limit;
+            log_error("task %s exceeded its hard time limit (%g s); killing executor %d",
+                      e->current->task.id, limit, (int)e->pid);
             kill(e->pid, SIGKILL);
+            e->killed_for_limit = limit;
             e->hard_deadline = INFINITY; /* reaped in the next round */
         }
     }
@@ -411,6 +430,11 @@ static json_object *task_message(const struct delivery *d)
     if (d->task.has_soft_time_limit)
         json_object_object_add(m, "soft_time_limit",
                                json_object_new_double(d->task.soft_time_limit));
+    if (d->forced_error) {
+        json_object *f = json_object_new_object();
+        json_object_object_add(f, "message", json_object_new_string(d->forced_error));
+        json_object_object_add(m, "forced_error", f);
+    }
     return m;
 }
 
@@ -521,7 +545,11 @@ static void on_result(struct supervisor *s, struct executor *e, json_object *msg
     const char *outcome =
         json_object_object_get_ex(msg, "outcome", &v) ? json_object_get_string(v) : "";
     s->processed++;
-    if (strcmp(outcome, "retry") == 0) {
+    if (strcmp(outcome, "retry") == 0 && !delivery_is_current(s, d)) {
+        /* The broker redelivers the original; publishing too would start a second chain. */
+        log_info("task %s: retry not published, its delivery is already back in the queue",
+                 d->task.id);
+    } else if (strcmp(outcome, "retry") == 0) {
         double delay =
             json_object_object_get_ex(msg, "retry_delay", &v) ? json_object_get_double(v) : 0;
         publish_retry(s, d, d->task.retries + 1, delay);
@@ -533,6 +561,69 @@ static void on_result(struct supervisor *s, struct executor *e, json_object *msg
         settle(s, d, true, false);
     }
     delivery_free(d);
+}
+
+/* Every few seconds an idle executor looks for stuck runs (the sweep needs the database,
+ * which the supervisor never touches). */
+static void schedule_sweep(struct supervisor *s, double now)
+{
+    if (now < s->next_sweep || s->draining || now < s->paused_until)
+        return;
+    for (int i = 0; i < s->nexec; i++) {
+        struct executor *e = &s->execs[i];
+        if (e->state != EXEC_IDLE)
+            continue;
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "type", json_object_new_string("sweep"));
+        struct cw_error err;
+        if (channel_send(e->fd, m, &err) == 0)
+            e->state = EXEC_SWEEPING;
+        json_object_put(m);
+        break;
+    }
+    s->next_sweep = now + fmax(1.0, fmin(s->cfg->visibility_timeout / 2, 30.0));
+}
+
+/* Re-enqueues a recovered run as Celery's retry would: same task id, retries as given. */
+static void publish_recovered(struct supervisor *s, json_object *entry)
+{
+    json_object *v;
+    struct delivery d;
+    memset(&d, 0, sizeof d);
+    long run_id =
+        json_object_object_get_ex(entry, "run_id", &v) ? (long)json_object_get_int64(v) : 0;
+    int retries = json_object_object_get_ex(entry, "retries", &v) ? json_object_get_int(v) : 1;
+    const char *task_id =
+        json_object_object_get_ex(entry, "task_id", &v) ? json_object_get_string(v) : "";
+    d.task.protocol = 2;
+    d.task.id = cw_xstrdup(task_id);
+    d.task.task = cw_xstrdup(task_registry_all()[0]->name);
+    d.task.retries = retries - 1; /* the encoder adds one */
+    d.task.args = json_object_new_array();
+    json_object_array_add(d.task.args, json_object_new_int64(run_id));
+    d.task.kwargs = json_object_new_object();
+    struct celery_outgoing out;
+    struct cw_error err;
+    const char *queue = s->cfg->queues[0];
+    if (celery_message_encode_retry(&d.task, clock_wall(), 0, &out, &err) != 0 ||
+        publish_confirmed(s, queue, &out.props, out.body, &err) != 0)
+        log_error("cannot re-enqueue stuck run %ld (the next sweep tries again): %s", run_id,
+                  err.message);
+    else
+        log_info("stuck run %ld re-enqueued on %s as retry %d", run_id, queue, retries);
+    celery_outgoing_free(&out);
+    celery_task_free(&d.task);
+}
+
+static void on_sweep_result(struct supervisor *s, struct executor *e, json_object *msg)
+{
+    e->state = EXEC_IDLE;
+    json_object *list;
+    if (!json_object_object_get_ex(msg, "requeue", &list) ||
+        !json_object_is_type(list, json_type_array))
+        return;
+    for (size_t i = 0; i < json_object_array_length(list); i++)
+        publish_recovered(s, json_object_array_get_idx(list, i));
 }
 
 static void read_executor(struct supervisor *s, struct executor *e)
@@ -549,6 +640,8 @@ static void read_executor(struct supervisor *s, struct executor *e)
         e->quick_deaths = 0;
     } else if (strcmp(type, "result") == 0 && e->state == EXEC_BUSY) {
         on_result(s, e, msg);
+    } else if (strcmp(type, "sweep_result") == 0 && e->state == EXEC_SWEEPING) {
+        on_sweep_result(s, e, msg);
     }
     json_object_put(msg);
 }
@@ -664,6 +757,7 @@ int supervisor_run(const struct cw_config *cfg)
         respawn_executors(&s, now);
         ensure_consumer(&s, now);
         dispatch(&s, now);
+        schedule_sweep(&s, now);
         enforce_hard_limits(&s, now);
         poll_once(&s);
     }

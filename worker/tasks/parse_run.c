@@ -47,19 +47,47 @@ static void add_detail(json_object *list, const char *path, const char *key, con
     json_object_array_add(list, o);
 }
 
-/* Heartbeat and soft time limit, checked between chunks so one long file is covered. */
-static int check_clock(struct parse_state *st, struct cw_error *err)
+/* Heartbeat and soft time limit, checked between chunks so one long file is covered, and
+ * between COPY chunks (then on the heartbeat connection: the task's is in a transaction). */
+static int check_clock_on(struct parse_state *st, struct db *db, struct cw_error *err)
 {
     double now = clock_monotonic();
     if (st->ctx->soft_deadline > 0 && now >= st->ctx->soft_deadline) {
         CW_FAIL(err, CW_ERR_TIMEOUT, "soft time limit of %.0f s exceeded",
-                st->ctx->cfg->soft_time_limit);
+                st->ctx->soft_deadline - st->ctx->started);
         return -1;
     }
     if (now - st->last_heartbeat >= st->ctx->cfg->heartbeat_interval) {
-        if (db_run_heartbeat(st->ctx->db, st->run_id, err) != 0)
+        if (db_run_heartbeat(db, st->run_id, err) != 0)
             return -1;
         st->last_heartbeat = now;
+    }
+    return 0;
+}
+
+static int check_clock(struct parse_state *st, struct cw_error *err)
+{
+    return check_clock_on(st, st->ctx->db, err);
+}
+
+static int copy_tick(void *ctx, struct cw_error *err)
+{
+    struct parse_state *st = ctx;
+    struct db *db = st->ctx->heartbeat_db;
+    if (db && !db->conn && db_connect(db, st->ctx->cfg->database_url, err) != 0)
+        return -1;
+    return check_clock_on(st, db && db->conn ? db : st->ctx->db, err);
+}
+
+/* Tests only (CWORKER_DEBUG_ENTRY_DELAY_MS): a slow entry, still heartbeating and
+ * honouring the soft time limit, so a run can be interrupted mid-way. */
+static int debug_delay(struct parse_state *st, struct cw_error *err)
+{
+    double until = clock_monotonic() + st->ctx->cfg->debug_entry_delay_ms / 1000.0;
+    while (clock_monotonic() < until) {
+        if (check_clock(st, err) != 0)
+            return -1;
+        usleep(20000);
     }
     return 0;
 }
@@ -109,8 +137,9 @@ static int entry_data(void *ctx, const void *chunk, size_t len, struct cw_error 
 
 static int entry_end(void *ctx, struct cw_error *err)
 {
-    (void)err;
     struct parse_state *st = ctx;
+    if (st->ctx->cfg->debug_entry_delay_ms > 0 && debug_delay(st, err) != 0)
+        return -1;
     st->in_entry = false;
     if (st->entry_failed)
         return 0;
@@ -249,8 +278,9 @@ static int parse_and_store(struct parse_state *st, const struct celery_task *msg
         double duration = clock_monotonic() - st->ctx->started;
         json_object *metrics = build_metrics(st, msg, duration, kinds);
         *result = build_result(st, duration);
+        struct db_tick tick = {copy_tick, st};
         rc = db_run_complete(st->ctx->db, st->run_id, msg->id, &st->rows, to_json(metrics),
-                             to_json(*result), err);
+                             to_json(*result), &tick, err);
         json_object_put(metrics);
     }
     json_object_put(kinds);
@@ -284,8 +314,9 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
         report->outcome = TASK_REQUEUE;
         return;
     }
-    struct retry_decision d = retry_policy_decide(report->err.cls, msg->retries, cfg->max_retries,
-                                                  cfg->retry_delays, cfg->nretry_delays, 0, 0);
+    struct retry_decision d =
+        retry_policy_decide(report->err.cls, msg->retries, cfg->max_retries, cfg->retry_delays,
+                            cfg->nretry_delays, cfg->retry_jitter, drand48());
     char message[CW_ERROR_DETAIL_MAX + 64];
     retry_policy_message(report->err.cls, &d, cfg->max_retries, report->err.message, message,
                          sizeof message);
@@ -294,8 +325,8 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
     int retry_count = d.retry ? d.next_retries : msg->retries;
     json_object *metrics = failure_metrics(ctx, retry_count, d.error_type);
     struct cw_error werr;
-    int rc = db_run_record_error(ctx->db, report->run_id, msg->id, !d.retry, retry_count, message,
-                                 strbuf_cstr(&tb), to_json(metrics), &werr);
+    int rc = db_run_record_error(ctx->db, report->run_id, msg->id, !d.retry, retry_count, d.delay,
+                                 message, strbuf_cstr(&tb), to_json(metrics), &werr);
     json_object_put(metrics);
     strbuf_free(&tb);
     if (rc != 0) {
@@ -397,6 +428,13 @@ void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
         report->outcome = TASK_SKIPPED;
         return;
     }
-    run_locked(ctx, msg, report);
+    if (ctx->forced) { /* the supervisor killed an earlier attempt: record why */
+        report->err = *ctx->forced;
+        CW_WRAP(&report->err, "parse_run(%ld), task %s, retries %d", report->run_id, msg->id,
+                msg->retries);
+        record_failure(ctx, msg, report);
+    } else {
+        run_locked(ctx, msg, report);
+    }
     db_run_unlock(ctx->db, report->run_id);
 }

@@ -59,7 +59,9 @@ void db_task_record_free(struct db_task_record *rec);
 /* Steps 1-2 of parse_run: task_id, retry_count, PARSING, started_at, heartbeat; committed. */
 CW_MUST_CHECK int db_run_mark_parsing(struct db *db, long run_id, const char *task_id, int retries,
                                       struct cw_error *err);
-CW_MUST_CHECK int db_run_heartbeat(struct db *db, long run_id, struct cw_error *err);
+/* last_heartbeat = now(); with progress_json (may be NULL) stored for the task. */
+CW_MUST_CHECK int db_run_heartbeat(struct db *db, long run_id, const char *task_id,
+                                   const char *progress_json, struct cw_error *err);
 CW_MUST_CHECK int db_files_load(struct db *db, long run_id, struct db_file **files, size_t *n,
                                 struct cw_error *err);
 void db_files_free(struct db_file *files, size_t n);

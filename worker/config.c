@@ -147,6 +147,7 @@ enum setting {
     SET_VISIBILITY,
     SET_SHUTDOWN_GRACE,
     SET_RETRY_JITTER,
+    SET_HTTP,
     SET_DEBUG_ENTRY_DELAY,
     SET_LOG_LEVEL,
     SET_LOG_FORMAT,
@@ -172,6 +173,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_VISIBILITY] = "VISIBILITY_TIMEOUT",
     [SET_SHUTDOWN_GRACE] = "SHUTDOWN_GRACE",
     [SET_RETRY_JITTER] = "RETRY_JITTER",
+    [SET_HTTP] = "CWORKER_HTTP",
     [SET_DEBUG_ENTRY_DELAY] = "CWORKER_DEBUG_ENTRY_DELAY_MS",
     [SET_LOG_LEVEL] = "LOG_LEVEL",
     [SET_LOG_FORMAT] = "LOG_FORMAT",
@@ -226,6 +228,14 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         cfg->retry_jitter = percent;
         return 0;
     }
+    case SET_HTTP:
+        if (!strchr(value, ':')) {
+            CW_FAIL(err, CW_ERR_PERMANENT, "%s: expected HOST:PORT or :PORT, got '%s'", name,
+                    value);
+            return -1;
+        }
+        set_string(&cfg->http_listen, value);
+        return 0;
     case SET_DEBUG_ENTRY_DELAY:
         return parse_int(name, value, 0, 3600000, &cfg->debug_entry_delay_ms, err);
     case SET_LOG_LEVEL:
@@ -288,6 +298,7 @@ static const struct option long_options[] = {
     {"visibility-timeout", required_argument, NULL, SET_VISIBILITY},
     {"shutdown-grace", required_argument, NULL, SET_SHUTDOWN_GRACE},
     {"retry-jitter", required_argument, NULL, SET_RETRY_JITTER},
+    {"http", required_argument, NULL, SET_HTTP},
     {"log-level", required_argument, NULL, SET_LOG_LEVEL},
     {"log-format", required_argument, NULL, SET_LOG_FORMAT},
     {"migrations-dir", required_argument, NULL, SET_MIGRATIONS_DIR},
@@ -362,5 +373,6 @@ void config_free(struct cw_config *cfg)
         free(cfg->queues[i]);
     free(cfg->migrations_dir);
     free(cfg->nodename);
+    free(cfg->http_listen);
     memset(cfg, 0, sizeof *cfg);
 }

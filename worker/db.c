@@ -208,14 +208,17 @@ int db_run_mark_parsing(struct db *db, long run_id, const char *task_id, int ret
                        3, values, err);
 }
 
-int db_run_heartbeat(struct db *db, long run_id, struct cw_error *err)
+int db_run_heartbeat(struct db *db, long run_id, const char *task_id, const char *progress_json,
+                     struct cw_error *err)
 {
     char id[24];
     format_long(id, sizeof id, run_id);
-    const char *values[] = {id};
+    const char *values[] = {id, task_id, progress_json};
     return exec_simple(db, "writing the heartbeat",
-                       "UPDATE ingestion_runs SET last_heartbeat = now() WHERE id = $1::int", 1,
-                       values, err);
+                       "WITH progress AS (UPDATE cworker_tasks SET progress = $3::json, "
+                       "updated_at = now() WHERE task_id = $2 AND $3::json IS NOT NULL) "
+                       "UPDATE ingestion_runs SET last_heartbeat = now() WHERE id = $1::int",
+                       3, values, err);
 }
 
 int db_files_load(struct db *db, long run_id, struct db_file **files, size_t *n,

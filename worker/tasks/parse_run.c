@@ -11,6 +11,7 @@
 #include "task.h"
 #include "xalloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,6 +36,9 @@ struct parse_state {
     json_object *warning_details;
     double last_heartbeat;
     uint64_t bytes_parsed;
+    const char *task_id;
+    size_t files_total; /* uploads of the run */
+    size_t files_done;
 };
 
 static void add_detail(json_object *list, const char *path, const char *key, const char *text)
@@ -58,7 +62,13 @@ static int check_clock_on(struct parse_state *st, struct db *db, struct cw_error
         return -1;
     }
     if (now - st->last_heartbeat >= st->ctx->cfg->heartbeat_interval) {
-        if (db_run_heartbeat(db, st->run_id, err) != 0)
+        char progress[256];
+        snprintf(progress, sizeof progress,
+                 "{\"files_total\": %zu, \"files_done\": %zu, \"conf_files_parsed\": %d, "
+                 "\"stanzas_so_far\": %zu, \"bytes_parsed\": %llu}",
+                 st->files_total, st->files_done, st->files_parsed, st->rows.nstanzas,
+                 (unsigned long long)st->bytes_parsed);
+        if (db_run_heartbeat(db, st->run_id, st->task_id, progress, err) != 0)
             return -1;
         st->last_heartbeat = now;
     }
@@ -270,8 +280,11 @@ static int parse_and_store(struct parse_state *st, const struct celery_task *msg
         rc = -1;
     }
     json_object *kinds = json_object_new_array();
-    for (size_t i = 0; rc == 0 && i < nfiles; i++)
+    st->files_total = nfiles;
+    for (size_t i = 0; rc == 0 && i < nfiles; i++) {
         rc = parse_file(st, &files[i], kinds, err);
+        st->files_done++;
+    }
     db_files_free(files, nfiles);
     if (rc == 0) {
         run_rows_finish(&st->rows);
@@ -392,7 +405,7 @@ static void run_locked(struct task_context *ctx, const struct celery_task *msg,
     int claimed = claim_run(ctx, msg, report);
     if (claimed == 0)
         return;
-    struct parse_state st = {.ctx = ctx, .run_id = report->run_id};
+    struct parse_state st = {.ctx = ctx, .run_id = report->run_id, .task_id = msg->id};
     st.last_heartbeat = clock_monotonic();
     st.error_details = json_object_new_array();
     st.warning_details = json_object_new_array();

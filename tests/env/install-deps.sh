@@ -9,7 +9,7 @@ PACKAGES=(
   librabbitmq-dev libpq-dev libjson-c-dev libarchive-dev libcmocka-dev libssl-dev uuid-dev
   rabbitmq-server postgresql
   python3-celery python3-sqlalchemy python3-psycopg2 python3-pytest
-  clang-format valgrind docker-compose
+  clang-format valgrind docker-compose libmicrohttpd-dev curl
 )
 
 missing=()

@@ -38,6 +38,20 @@ CW_MUST_CHECK int amqp_conn_declare_topology(struct amqp_conn *c, const char *qu
 /* Name of the delay queue for `delay` seconds: "<queue>.retry.<N>s". */
 void amqp_conn_retry_queue_name(const char *queue, double delay, char *out, size_t len);
 
+/* Generic declarations for the worker's other entities (events, remote control). */
+struct amqp_conn_queue_opts {
+    bool durable, exclusive, auto_delete;
+    amqp_table_t arguments;
+};
+CW_MUST_CHECK int amqp_conn_declare_exchange(struct amqp_conn *c, const char *name,
+                                             const char *type, bool durable, bool auto_delete,
+                                             struct cw_error *err);
+CW_MUST_CHECK int amqp_conn_declare_queue(struct amqp_conn *c, const char *name,
+                                          const struct amqp_conn_queue_opts *opts,
+                                          struct cw_error *err);
+CW_MUST_CHECK int amqp_conn_bind(struct amqp_conn *c, const char *queue, const char *exchange,
+                                 const char *routing_key, struct cw_error *err);
+
 CW_MUST_CHECK int amqp_conn_set_prefetch(struct amqp_conn *c, uint16_t prefetch,
                                          struct cw_error *err);
 CW_MUST_CHECK int amqp_conn_consume(struct amqp_conn *c, const char *queue,

@@ -203,6 +203,43 @@ int amqp_conn_declare_topology(struct amqp_conn *c, const char *queue, const dou
     return declare_queue(c, dead, amqp_empty_table, err);
 }
 
+int amqp_conn_declare_exchange(struct amqp_conn *c, const char *name, const char *type,
+                               bool durable, bool auto_delete, struct cw_error *err)
+{
+    amqp_exchange_declare(c->state, AMQP_CONN_CHANNEL, amqp_cstring_bytes(name),
+                          amqp_cstring_bytes(type), 0, durable, auto_delete, 0, amqp_empty_table);
+    if (check_rpc(c, "exchange.declare", err) != 0) {
+        CW_WRAP(err, "declaring exchange %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+int amqp_conn_declare_queue(struct amqp_conn *c, const char *name,
+                            const struct amqp_conn_queue_opts *opts, struct cw_error *err)
+{
+    amqp_queue_declare(c->state, AMQP_CONN_CHANNEL, amqp_cstring_bytes(name), 0, opts->durable,
+                       opts->exclusive, opts->auto_delete, opts->arguments);
+    if (check_rpc(c, "queue.declare", err) != 0) {
+        CW_WRAP(err, "declaring queue %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+int amqp_conn_bind(struct amqp_conn *c, const char *queue, const char *exchange,
+                   const char *routing_key, struct cw_error *err)
+{
+    amqp_queue_bind(c->state, AMQP_CONN_CHANNEL, amqp_cstring_bytes(queue),
+                    amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key),
+                    amqp_empty_table);
+    if (check_rpc(c, "queue.bind", err) != 0) {
+        CW_WRAP(err, "binding %s to %s", queue, exchange);
+        return -1;
+    }
+    return 0;
+}
+
 int amqp_conn_set_prefetch(struct amqp_conn *c, uint16_t prefetch, struct cw_error *err)
 {
     amqp_basic_qos(c->state, AMQP_CONN_CHANNEL, 0, prefetch, 0);

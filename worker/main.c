@@ -1,4 +1,6 @@
-/* cworker: a Celery-compatible worker for parse_run jobs. Subcommands: run, migrate. */
+/* cworker: a Celery-compatible worker for parse_run jobs. Subcommands: run, migrate, and the
+ * operator commands of commands.h. */
+#include "commands.h"
 #include "config.h"
 #include "log.h"
 #include "migrate.h"
@@ -19,6 +21,8 @@ static void print_usage(void)
            "commands:\n"
            "  run       consume parse_run tasks from RabbitMQ and run them\n"
            "  migrate   apply migrations/*.sql to DATABASE_URL\n"
+           "  dlq       list or replay the dead-letter queue (dlq list, dlq replay)\n"
+           "  runs      list ingestion runs, or parse one again (runs list, runs retry)\n"
            "  version   print the version\n\n"
            "`cworker <command> --help` lists a command's options.\n");
 }
@@ -66,6 +70,11 @@ int main(int argc, char **argv)
         printf("cworker %s\n", CWORKER_VERSION);
         return EXIT_OK;
     }
+    /* The operator commands parse their own actions, options and --help. */
+    if (strcmp(command, "dlq") == 0)
+        return cmd_dlq(argc - 1, argv + 1);
+    if (strcmp(command, "runs") == 0)
+        return cmd_runs(argc - 1, argv + 1);
     if (strcmp(command, "run") != 0 && strcmp(command, "migrate") != 0) {
         fprintf(stderr, "cworker: unknown command '%s' (see cworker --help)\n", command);
         return EXIT_USAGE;

@@ -54,9 +54,12 @@ valgrind: $(UNIT_BINS)
 deps:
 	bash tests/env/install-deps.sh
 
-integration: $(BUILD)/cworker
+# The integration tests drive a sanitizer build of the worker: the harness fails a test on
+# any AddressSanitizer/UBSan/LeakSanitizer report in the worker's log.
+integration:
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" build-asan/cworker
 	bash tests/env/services.sh start
-	CWORKER_BIN=$(abspath $(BUILD)/cworker) SHARED=$(SHARED) \
+	CWORKER_BIN=$(abspath build-asan/cworker) SHARED=$(SHARED) \
 	  $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration
 
 test: deps

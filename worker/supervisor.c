@@ -269,7 +269,7 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
     }
     if (celery_message_decode(&env->message.properties, env->message.body.bytes,
                               env->message.body.len, &d->task, &err) != 0) {
-        free(d);
+        delivery_free(d); /* the decoder may have filled part of the task */
         dead_letter(s, env, queue, err.message);
         return;
     }

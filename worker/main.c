@@ -23,6 +23,8 @@ static void print_usage(void)
            "  migrate   apply migrations/*.sql to DATABASE_URL\n"
            "  dlq       list or replay the dead-letter queue (dlq list, dlq replay)\n"
            "  runs      list ingestion runs, or parse one again (runs list, runs retry)\n"
+           "  status    print a run's status as GET /v1/worker/runs/{id}/status returns it\n"
+           "  metrics   print the worker metrics as GET /v1/worker/metrics returns them\n"
            "  version   print the version\n\n"
            "`cworker <command> --help` lists a command's options.\n");
 }
@@ -75,6 +77,10 @@ int main(int argc, char **argv)
         return cmd_dlq(argc - 1, argv + 1);
     if (strcmp(command, "runs") == 0)
         return cmd_runs(argc - 1, argv + 1);
+    if (strcmp(command, "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
+    if (strcmp(command, "metrics") == 0)
+        return cmd_metrics(argc - 1, argv + 1);
     if (strcmp(command, "run") != 0 && strcmp(command, "migrate") != 0) {
         fprintf(stderr, "cworker: unknown command '%s' (see cworker --help)\n", command);
         return EXIT_USAGE;

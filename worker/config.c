@@ -355,6 +355,12 @@ int config_load(struct cw_config *cfg, int argc, char **argv, struct cw_error *e
     }
     if (load_flags(cfg, argc, argv, err) != 0)
         return -1;
+    /* The soft limit only has a default; a hard limit set below it pulls it down. */
+    bool soft_given = getenv("SOFT_TIME_LIMIT") && *getenv("SOFT_TIME_LIMIT");
+    for (int i = 1; i < argc; i++)
+        soft_given |= strncmp(argv[i], "--soft-time-limit", 17) == 0;
+    if (!soft_given && cfg->soft_time_limit > cfg->time_limit)
+        cfg->soft_time_limit = cfg->time_limit;
     if (cfg->soft_time_limit > cfg->time_limit) {
         CW_FAIL(err, CW_ERR_PERMANENT, "SOFT_TIME_LIMIT (%g) exceeds TIME_LIMIT (%g)",
                 cfg->soft_time_limit, cfg->time_limit);

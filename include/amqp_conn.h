@@ -27,6 +27,8 @@ struct amqp_conn {
 CW_MUST_CHECK int amqp_conn_open(struct amqp_conn *c, const char *url, int heartbeat_s,
                                  struct cw_error *err);
 void amqp_conn_close(struct amqp_conn *c);
+/* True when url parses as kombu would accept it (amqp:// or amqps://). */
+bool amqp_conn_url_valid(const char *url);
 bool amqp_conn_is_open(const struct amqp_conn *c);
 
 /* Declares, for queue Q: exchange Q (direct, durable), queue Q (durable), binding Q->Q key Q —

@@ -122,6 +122,15 @@ int amqp_conn_open(struct amqp_conn *c, const char *url, int heartbeat_s, struct
     return rc;
 }
 
+bool amqp_conn_url_valid(const char *url)
+{
+    struct amqp_connection_info info;
+    char *copy = kombu_url_for_rabbitmq_c(url);
+    bool ok = amqp_parse_url(copy, &info) == AMQP_STATUS_OK;
+    free(copy);
+    return ok;
+}
+
 void amqp_conn_close(struct amqp_conn *c)
 {
     if (!c->state)

@@ -1,10 +1,12 @@
 /* Configuration from environment variables and command-line flags. */
 #include "config.h"
+#include "amqp_conn.h"
 #include "log.h"
 #include "xalloc.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -130,6 +132,34 @@ static int parse_log_level(struct cw_config *cfg, const char *name, const char *
     return 0;
 }
 
+/* SQLAlchemy URLs name a driver ("postgresql+psycopg2://"); libpq wants "postgresql://". */
+static int set_database_url(struct cw_config *cfg, const char *name, const char *value,
+                            struct cw_error *err)
+{
+    const char *plus = strchr(value, '+');
+    const char *scheme_end = strstr(value, "://");
+    char *url = cw_xstrdup(value);
+    if (plus && scheme_end && plus < scheme_end)
+        memmove(url + (plus - value), url + (scheme_end - value),
+                strlen(value) - (size_t)(scheme_end - value) + 1);
+    char *why = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &why);
+    if (!opts) {
+        size_t n = why ? strlen(why) : 0;
+        while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
+            why[--n] = '\0';
+        CW_FAIL(err, CW_ERR_PERMANENT, "%s: not a valid PostgreSQL URL (%s)", name,
+                why ? why : "unparsable");
+        PQfreemem(why);
+        free(url);
+        return -1;
+    }
+    PQconninfoFree(opts);
+    free(cfg->database_url);
+    cfg->database_url = url;
+    return 0;
+}
+
 /* One setting, whether it came from the environment (name = variable) or a flag. */
 enum setting {
     SET_BROKER,
@@ -186,11 +216,14 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
 {
     switch (s) {
     case SET_BROKER:
+        if (!amqp_conn_url_valid(value)) {
+            CW_FAIL(err, CW_ERR_PERMANENT, "%s: not a valid amqp:// or amqps:// URL", name);
+            return -1;
+        }
         set_string(&cfg->broker_url, value);
         return 0;
     case SET_DATABASE:
-        set_string(&cfg->database_url, value);
-        return 0;
+        return set_database_url(cfg, name, value, err);
     case SET_STORAGE_BACKEND:
         if (strcmp(value, "local") != 0) {
             CW_FAIL(err, CW_ERR_PERMANENT, "%s: only 'local' is supported, got '%s'", name, value);

@@ -6,8 +6,10 @@
 #include "clock.h"
 #include "dead_letter.h"
 #include "executor.h"
+#include "http_server.h"
 #include "log.h"
 #include "task.h"
+#include "worker_stats.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,11 +42,12 @@ static void on_stop_signal(int sig)
 struct delivery {
     struct delivery *next;
     uint64_t tag;
-    unsigned generation; /* consumer connection it came on: tags are per connection */
-    int queue;           /* index into cfg->queues */
-    uint64_t seq;        /* our id for it on the executor channel */
-    double not_before;   /* monotonic: a producer eta in the future */
-    char *forced_error;  /* set after a hard-limit kill: the next attempt records this */
+    unsigned generation;  /* consumer connection it came on: tags are per connection */
+    int queue;            /* index into cfg->queues */
+    uint64_t seq;         /* our id for it on the executor channel */
+    double not_before;    /* monotonic: a producer eta in the future */
+    char *forced_error;   /* set after a hard-limit kill: the next attempt records this */
+    double dispatched_at; /* monotonic, for the duration histogram */
     struct celery_task task;
 };
 
@@ -79,7 +83,17 @@ struct supervisor {
     double drain_deadline;
     double next_sweep;
     uint64_t processed;
+    struct worker_stats stats;
+    pid_t http_pid; /* the HTTP listener process, 0 when none runs */
+    int http_fd;
+    double http_respawn_at;
+    double next_snapshot;
+    double next_queue_count;
+    long retries_waiting;
+    int prefetch; /* the QoS in force: the base plus one per message held for its eta */
 };
+
+static bool reap_http(struct supervisor *s, pid_t pid, int status, double now);
 
 static void install_signals(void)
 {
@@ -126,6 +140,12 @@ static void consumer_tag(int queue, char *out, size_t len)
     snprintf(out, len, "cworker-%d-%d", (int)getpid(), queue);
 }
 
+static int base_prefetch(const struct cw_config *cfg)
+{
+    int prefetch = cfg->concurrency * cfg->prefetch_multiplier;
+    return prefetch > 60000 ? 60000 : prefetch;
+}
+
 static int open_consumer(struct supervisor *s, struct cw_error *err)
 {
     const struct cw_config *cfg = s->cfg;
@@ -135,9 +155,8 @@ static int open_consumer(struct supervisor *s, struct cw_error *err)
         if (amqp_conn_declare_topology(&s->consumer, cfg->queues[q], cfg->retry_delays,
                                        cfg->nretry_delays, err) != 0)
             return -1;
-    int prefetch = cfg->concurrency * cfg->prefetch_multiplier;
-    if (amqp_conn_set_prefetch(&s->consumer, (uint16_t)(prefetch > 65535 ? 65535 : prefetch),
-                               err) != 0)
+    s->prefetch = base_prefetch(cfg);
+    if (amqp_conn_set_prefetch(&s->consumer, (uint16_t)s->prefetch, err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++) {
         char tag[64];
@@ -225,6 +244,7 @@ static void dead_letter(struct supervisor *s, const amqp_envelope_t *env, int qu
     if (publish_confirmed(s, routing_key, &props, env->message.body, &err) == 0) {
         log_warn("message %" PRIu64 " dead-lettered to %s: %s", (uint64_t)env->delivery_tag,
                  routing_key, reason);
+        s->stats.dead_lettered++;
         settle(s, &tmp, true, false);
     } else {
         log_error("cannot dead-letter a message (%s); it is requeued: %s", reason, err.message);
@@ -290,6 +310,7 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
     d->not_before =
         d->task.has_eta && d->task.eta > wall ? clock_monotonic() + (d->task.eta - wall) : 0;
     log_info("task %s %s received (retries %d)", d->task.task, d->task.id, d->task.retries);
+    worker_stats_count(&s->stats, d->task.task, TASK_EVENT_RECEIVED);
     enqueue(s, d);
 }
 
@@ -333,6 +354,8 @@ static void spawn_executor(struct supervisor *s, int i)
     if (pid == 0) {
         /* Child: the parent's broker sockets and other channels are not ours to use. */
         close(fds[0]);
+        if (s->http_fd >= 0)
+            close(s->http_fd);
         for (int j = 0; j < s->nexec; j++)
             if (s->execs[j].state != EXEC_EMPTY && s->execs[j].fd >= 0)
                 close(s->execs[j].fd);
@@ -395,6 +418,8 @@ static void reap_children(struct supervisor *s, double now)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (reap_http(s, pid, status, now))
+            continue;
         for (int i = 0; i < s->nexec; i++)
             if (s->execs[i].state != EXEC_EMPTY && s->execs[i].pid == pid)
                 executor_gone(s, &s->execs[i], status, now);
@@ -491,6 +516,7 @@ static void dispatch(struct supervisor *s, double now)
         double hard = d->task.has_time_limit ? d->task.time_limit : s->cfg->time_limit;
         e->state = EXEC_BUSY;
         e->current = d;
+        d->dispatched_at = now;
         e->hard_deadline = now + hard;
     }
 }
@@ -534,6 +560,22 @@ static const char *result_error_message(json_object *msg)
     return "";
 }
 
+static void count_outcome(struct supervisor *s, const struct delivery *d, const char *outcome)
+{
+    static const struct {
+        const char *name;
+        enum task_event ev;
+    } map[] = {{"succeeded", TASK_EVENT_SUCCEEDED},
+               {"failed", TASK_EVENT_FAILED},
+               {"retry", TASK_EVENT_RETRIED},
+               {"skipped", TASK_EVENT_SKIPPED},
+               {"requeue", TASK_EVENT_REQUEUED}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(outcome, map[i].name) == 0)
+            worker_stats_count(&s->stats, d->task.task, map[i].ev);
+    worker_stats_duration(&s->stats, d->task.task, clock_monotonic() - d->dispatched_at);
+}
+
 static void on_result(struct supervisor *s, struct executor *e, json_object *msg)
 {
     struct delivery *d = e->current;
@@ -545,6 +587,7 @@ static void on_result(struct supervisor *s, struct executor *e, json_object *msg
     const char *outcome =
         json_object_object_get_ex(msg, "outcome", &v) ? json_object_get_string(v) : "";
     s->processed++;
+    count_outcome(s, d, outcome);
     if (strcmp(outcome, "retry") == 0 && !delivery_is_current(s, d)) {
         /* The broker redelivers the original; publishing too would start a second chain. */
         log_info("task %s: retry not published, its delivery is already back in the queue",
@@ -646,6 +689,143 @@ static void read_executor(struct supervisor *s, struct executor *e)
     json_object_put(msg);
 }
 
+/* ---- the HTTP listener process ---- */
+
+static void spawn_http(struct supervisor *s)
+{
+    int fds[2];
+    struct cw_error err;
+    if (channel_pair(fds, &err) != 0) {
+        log_error("cannot start the HTTP listener: %s", err.message);
+        s->http_respawn_at = clock_monotonic() + 5;
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork() failed while starting the HTTP listener: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        s->http_respawn_at = clock_monotonic() + 5;
+        return;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        for (int j = 0; j < s->nexec; j++)
+            if (s->execs[j].state != EXEC_EMPTY && s->execs[j].fd >= 0)
+                close(s->execs[j].fd);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the supervisor */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        http_server_main(fds[1], s->cfg);
+    }
+    close(fds[1]);
+    s->http_pid = pid;
+    s->http_fd = fds[0];
+}
+
+static bool reap_http(struct supervisor *s, pid_t pid, int status, double now)
+{
+    if (pid != s->http_pid)
+        return false;
+    if (!s->draining)
+        log_warn("the HTTP listener ended (status %d); restarting it", status);
+    close(s->http_fd);
+    s->http_fd = -1;
+    s->http_pid = 0;
+    s->http_respawn_at = now + 2;
+    return true;
+}
+
+static void ensure_http(struct supervisor *s, double now)
+{
+    if (s->cfg->http_listen && !s->http_pid && !s->draining && now >= s->http_respawn_at)
+        spawn_http(s);
+}
+
+/* Messages waiting in the delay queues, counted now and then for /metrics. */
+static void count_waiting_retries(struct supervisor *s, double now)
+{
+    if (now < s->next_queue_count)
+        return;
+    s->next_queue_count = now + 5;
+    long total = 0;
+    struct cw_error err;
+    for (int q = 0; q < s->cfg->nqueues; q++) {
+        for (int i = 0; i < s->cfg->nretry_delays; i++) {
+            char name[300];
+            uint32_t n = 0;
+            amqp_conn_retry_queue_name(s->cfg->queues[q], s->cfg->retry_delays[i], name,
+                                       sizeof name);
+            if (ensure_publisher(s, &err) != 0 ||
+                amqp_conn_queue_count(&s->publisher, name, &n, &err) != 0) {
+                amqp_conn_close(&s->publisher);
+                s->retries_waiting = -1;
+                return;
+            }
+            total += n;
+        }
+    }
+    s->retries_waiting = total;
+}
+
+static int busy_executors(const struct supervisor *s);
+
+static void send_snapshot(struct supervisor *s, double now)
+{
+    if (!s->http_pid || now < s->next_snapshot)
+        return;
+    s->next_snapshot = now + 1;
+    count_waiting_retries(s, now);
+    int pending = 0;
+    for (struct delivery *d = s->pending; d; d = d->next)
+        pending++;
+    struct worker_gauges g = {s->cfg->nodename,
+                              clock_wall(),
+                              amqp_conn_is_open(&s->consumer),
+                              now < s->paused_until,
+                              s->nexec,
+                              busy_executors(s),
+                              pending,
+                              s->retries_waiting};
+    json_object *snap = worker_stats_snapshot(&s->stats, &g);
+    struct cw_error err;
+    if (channel_send(s->http_fd, snap, &err) != 0)
+        log_warn("cannot update the HTTP listener: %s", err.message);
+    json_object_put(snap);
+}
+
+static void stop_http(struct supervisor *s)
+{
+    if (!s->http_pid)
+        return;
+    close(s->http_fd); /* EOF: the listener stops */
+    s->http_fd = -1;
+    waitpid(s->http_pid, NULL, 0);
+    s->http_pid = 0;
+}
+
+/* Messages held for a future eta keep their prefetch slot; like Celery, widen QoS by one
+ * for each so countdown tasks never stop the worker from taking runnable ones. */
+static void adjust_prefetch(struct supervisor *s, double now)
+{
+    if (!amqp_conn_is_open(&s->consumer) || s->draining)
+        return;
+    int held = 0;
+    for (struct delivery *d = s->pending; d; d = d->next)
+        held += d->not_before > now;
+    int want = base_prefetch(s->cfg) + held;
+    if (want > 65535)
+        want = 65535;
+    if (want == s->prefetch)
+        return;
+    struct cw_error err;
+    if (amqp_conn_set_prefetch(&s->consumer, (uint16_t)want, &err) != 0) {
+        consumer_lost(s, &err);
+        return;
+    }
+    s->prefetch = want;
+}
+
 /* ---- the loop ---- */
 
 static void poll_once(struct supervisor *s)
@@ -744,6 +924,8 @@ int supervisor_run(const struct cw_config *cfg)
     s.pending_tail = &s.pending;
     s.reconnect_delay = 1;
     s.breaker_delay = 1;
+    s.http_fd = -1;
+    s.retries_waiting = -1;
     s.nexec = cfg->concurrency;
     s.execs = cw_xcalloc((size_t)s.nexec, sizeof *s.execs);
     for (int i = 0; i < s.nexec; i++)
@@ -754,14 +936,18 @@ int supervisor_run(const struct cw_config *cfg)
         if (should_stop(&s, now))
             break;
         reap_children(&s, now);
+        ensure_http(&s, now);
         respawn_executors(&s, now);
         ensure_consumer(&s, now);
         dispatch(&s, now);
+        adjust_prefetch(&s, now);
         schedule_sweep(&s, now);
         enforce_hard_limits(&s, now);
+        send_snapshot(&s, now);
         poll_once(&s);
     }
     stop_executors(&s);
+    stop_http(&s);
     while (s.pending) {
         struct delivery *d = s.pending;
         s.pending = d->next;

@@ -84,16 +84,19 @@ static const struct cmd_spec replay_spec = {
 static int fail_get(const struct amqp_conn *c, amqp_rpc_reply_t r, const char *queue,
                     struct cw_error *err)
 {
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+    const amqp_channel_close_t *m;
+
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
         CW_FAIL(err, CW_ERR_TRANSIENT, "basic.get from %s on %s: %s", queue, c->where,
                 amqp_error_string2(r.library_error));
-    else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-             r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        const amqp_channel_close_t *m = r.reply.decoded;
+    } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+               r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        m = r.reply.decoded;
         CW_FAIL(err, CW_ERR_TRANSIENT, "basic.get from %s on %s: channel closed: %d %.*s", queue,
                 c->where, m->reply_code, (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-    } else
+    } else {
         CW_FAIL(err, CW_ERR_TRANSIENT, "basic.get from %s on %s failed", queue, c->where);
+    }
     return -1;
 }
 

@@ -75,10 +75,14 @@ bool run_status_parse_id(const char *text, long *run_id)
     return true;
 }
 
-static void trim_newline(char *s)
+/* libpq's messages end in a newline and may span lines: one line for logs and JSON. */
+static void one_line(char *s)
 {
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
     size_t n = strlen(s);
-    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+    while (n && s[n - 1] == ' ')
         s[--n] = '\0';
 }
 
@@ -87,7 +91,7 @@ static int fail_query(PGconn *conn, const PGresult *res, const char *what, struc
     char msg[CW_ERROR_DETAIL_MAX];
     const char *detail = res ? PQresultErrorMessage(res) : "";
     snprintf(msg, sizeof msg, "%s", *detail ? detail : conn ? PQerrorMessage(conn) : "");
-    trim_newline(msg);
+    one_line(msg);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     /* 42P01/42883: the views or their helper are missing, the usual cause of which is a
      * database that was never migrated. Say so rather than leave the operator guessing. */

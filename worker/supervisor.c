@@ -113,6 +113,7 @@ int supervisor_run(const struct cw_config *cfg)
     log_info("cworker %s starting: %d executor(s)", cfg->nodename, s.nexec);
     for (;;) {
         double now = clock_monotonic();
+        log_set_task(NULL, 0); /* task lines set their own context */
         if (should_stop(&s, now))
             break;
         sup_reap_children(&s, now);

@@ -108,9 +108,10 @@ int sup_publish_confirmed(struct supervisor *s, const char *routing_key,
 
 void sup_settle(struct supervisor *s, struct delivery *d, bool ack, bool requeue)
 {
+    sup_log_task(d);
     if (!sup_delivery_is_current(s, d)) {
         log_info("task %s: its delivery belongs to a closed connection; the broker redelivers it",
-                 d->task.id);
+                 d->task.id ? d->task.id : "(undecoded message)");
         return;
     }
     struct cw_error err;

@@ -30,6 +30,19 @@ void sup_delivery_free(struct delivery *d)
     free(d);
 }
 
+void sup_log_task(const struct delivery *d)
+{
+    long run_id = 0;
+    struct cw_error ignored;
+    if (!d || !d->task.id) {
+        log_set_task(NULL, 0);
+        return;
+    }
+    if (!d->task.args || celery_task_int_arg(&d->task, 0, "run_id", &run_id, &ignored) != 0)
+        run_id = 0;
+    log_set_task(d->task.id, run_id);
+}
+
 const char *sup_queue_name(const struct supervisor *s, const struct delivery *d)
 {
     return s->cfg->queues[d->queue];
@@ -52,7 +65,6 @@ static void dead_letter(struct supervisor *s, const amqp_envelope_t *env, int qu
                            &pool, &props);
     struct cw_error err;
     struct delivery tmp = {.tag = env->delivery_tag, .generation = s->generation};
-    tmp.task.id = "(undecoded)";
     if (sup_publish_confirmed(s, routing_key, &props, env->message.body, &err) == 0) {
         log_warn("message %" PRIu64 " dead-lettered to %s: %s", (uint64_t)env->delivery_tag,
                  routing_key, reason);
@@ -62,7 +74,6 @@ static void dead_letter(struct supervisor *s, const amqp_envelope_t *env, int qu
         log_error("cannot dead-letter a message (%s); it is requeued: %s", reason, err.message);
         sup_settle(s, &tmp, false, true);
     }
-    tmp.task.id = NULL;
     empty_amqp_pool(&pool);
 }
 
@@ -110,6 +121,7 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
         sup_delivery_free(d);
         return;
     }
+    sup_log_task(d);
     double wall = clock_wall();
     if (d->task.has_expires && d->task.expires <= wall) {
         log_warn("task %s %s revoked: expired", d->task.task, d->task.id);

@@ -81,6 +81,7 @@ static void executor_gone(struct supervisor *s, struct executor *e, int status, 
         e->current = NULL;
     } else if (e->current) {
         struct delivery *d = e->current;
+        sup_log_task(d);
         if (WIFSIGNALED(status))
             log_error("executor %d died of signal %d (%s) running task %s; it is requeued",
                       (int)e->pid, WTERMSIG(status), strsignal(WTERMSIG(status)), d->task.id);
@@ -121,6 +122,7 @@ void sup_enforce_hard_limits(struct supervisor *s, double now)
         if (e->state == EXEC_BUSY && now > e->hard_deadline) {
             double limit =
                 e->current->task.has_time_limit ? e->current->task.time_limit : s->cfg->time_limit;
+            sup_log_task(e->current);
             log_error("task %s exceeded its hard time limit (%g s); killing executor %d",
                       e->current->task.id, limit, (int)e->pid);
             kill(e->pid, SIGKILL);

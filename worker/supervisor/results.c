@@ -81,6 +81,7 @@ void sup_on_result(struct supervisor *s, struct executor *e, json_object *msg)
     e->state = EXEC_IDLE;
     if (!d)
         return;
+    sup_log_task(d);
     json_object *v;
     const char *outcome =
         json_object_object_get_ex(msg, "outcome", &v) ? json_object_get_string(v) : "";

@@ -83,6 +83,8 @@ struct supervisor {
 };
 
 void sup_delivery_free(struct delivery *d);
+/* Log lines that follow carry this delivery's task id and run id (cleared every round). */
+void sup_log_task(const struct delivery *d);
 const char *sup_queue_name(const struct supervisor *s, const struct delivery *d);
 bool sup_delivery_is_current(const struct supervisor *s, const struct delivery *d);
 void sup_consumer_lost(struct supervisor *s, const struct cw_error *err);

@@ -430,6 +430,7 @@ void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
         report->outcome = TASK_FAILED; /* no run to record it in: logged and acked */
         return;
     }
+    log_set_task(msg->id, report->run_id);
     bool locked = false;
     if (db_run_try_lock(ctx->db, report->run_id, &locked, &report->err) != 0) {
         report->outcome = TASK_REQUEUE;

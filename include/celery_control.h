@@ -98,7 +98,7 @@ bool celery_control_is_for(const struct celery_control_request *r, const char *n
 
 /* One task as Celery's Request.info() shows it. */
 struct celery_control_task {
-    const struct celery_task *task; /* id, name, args, kwargs, argsrepr, kwargsrepr, eta */
+    const struct celery_task *task; /* never NULL: id, name, args, kwargs, argsrepr, eta */
     const char *exchange;           /* delivery_info.exchange ("" for the default exchange) */
     const char *routing_key;        /* delivery_info.routing_key (the queue) */
     int priority;                   /* delivery_info.priority */

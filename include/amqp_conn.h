@@ -29,6 +29,9 @@ CW_MUST_CHECK int amqp_conn_open(struct amqp_conn *c, const char *url, int heart
 void amqp_conn_close(struct amqp_conn *c);
 /* True when url parses as kombu would accept it (amqp:// or amqps://). */
 bool amqp_conn_url_valid(const char *url);
+/* Parses url as kombu reads it; info's strings point into *storage, which the caller frees. */
+CW_MUST_CHECK int amqp_conn_parse_url(const char *url, struct amqp_connection_info *info,
+                                      char **storage);
 bool amqp_conn_is_open(const struct amqp_conn *c);
 
 /* Declares, for queue Q: exchange Q (direct, durable), queue Q (durable), binding Q->Q key Q —
@@ -56,8 +59,10 @@ CW_MUST_CHECK int amqp_conn_bind(struct amqp_conn *c, const char *queue, const c
 
 CW_MUST_CHECK int amqp_conn_set_prefetch(struct amqp_conn *c, uint16_t prefetch,
                                          struct cw_error *err);
+/* no_ack: the broker forgets each message once sent (remote control requests, which kombu
+ * also consumes that way); such a consumer is not bound by the prefetch window. */
 CW_MUST_CHECK int amqp_conn_consume(struct amqp_conn *c, const char *queue,
-                                    const char *consumer_tag, struct cw_error *err);
+                                    const char *consumer_tag, bool no_ack, struct cw_error *err);
 /* Stops a consumer (graceful shutdown); unacked deliveries stay ours to ack. */
 CW_MUST_CHECK int amqp_conn_cancel(struct amqp_conn *c, const char *consumer_tag,
                                    struct cw_error *err);

@@ -30,6 +30,7 @@ struct cw_config {
     double retry_jitter;      /* percent, spreads retry delays */
     int debug_entry_delay_ms; /* tests only: extra time per .conf entry */
     char *http_listen;        /* "HOST:PORT" or ":PORT" for the HTTP listener; NULL = off */
+    bool task_events;         /* send task-* events (worker-* events are always sent) */
     int log_level;            /* enum log_level */
     bool log_json;
     char *migrations_dir;

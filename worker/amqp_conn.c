@@ -122,6 +122,13 @@ int amqp_conn_open(struct amqp_conn *c, const char *url, int heartbeat_s, struct
     return rc;
 }
 
+int amqp_conn_parse_url(const char *url, struct amqp_connection_info *info, char **storage)
+{
+    *storage = kombu_url_for_rabbitmq_c(url);
+    amqp_default_connection_info(info);
+    return amqp_parse_url(*storage, info) == AMQP_STATUS_OK ? 0 : -1;
+}
+
 bool amqp_conn_url_valid(const char *url)
 {
     struct amqp_connection_info info;
@@ -251,15 +258,17 @@ int amqp_conn_bind(struct amqp_conn *c, const char *queue, const char *exchange,
 
 int amqp_conn_set_prefetch(struct amqp_conn *c, uint16_t prefetch, struct cw_error *err)
 {
-    amqp_basic_qos(c->state, AMQP_CONN_CHANNEL, 0, prefetch, 0);
+    /* global: one window for the channel's consumers, and a change applies at once
+     * (RabbitMQ applies a per-consumer QoS only to consumers started after it). */
+    amqp_basic_qos(c->state, AMQP_CONN_CHANNEL, 0, prefetch, 1);
     return check_rpc(c, "basic.qos", err);
 }
 
-int amqp_conn_consume(struct amqp_conn *c, const char *queue, const char *consumer_tag,
+int amqp_conn_consume(struct amqp_conn *c, const char *queue, const char *consumer_tag, bool no_ack,
                       struct cw_error *err)
 {
     amqp_basic_consume(c->state, AMQP_CONN_CHANNEL, amqp_cstring_bytes(queue),
-                       amqp_cstring_bytes(consumer_tag), 0, 0, 0, amqp_empty_table);
+                       amqp_cstring_bytes(consumer_tag), 0, no_ack, 0, amqp_empty_table);
     if (check_rpc(c, "basic.consume", err) != 0) {
         CW_WRAP(err, "consuming from %s", queue);
         return -1;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static void set_string(char **slot, const char *value)
@@ -178,6 +179,7 @@ enum setting {
     SET_SHUTDOWN_GRACE,
     SET_RETRY_JITTER,
     SET_HTTP,
+    SET_TASK_EVENTS,
     SET_DEBUG_ENTRY_DELAY,
     SET_LOG_LEVEL,
     SET_LOG_FORMAT,
@@ -204,6 +206,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_SHUTDOWN_GRACE] = "SHUTDOWN_GRACE",
     [SET_RETRY_JITTER] = "RETRY_JITTER",
     [SET_HTTP] = "CWORKER_HTTP",
+    [SET_TASK_EVENTS] = "CELERY_SEND_EVENTS",
     [SET_DEBUG_ENTRY_DELAY] = "CWORKER_DEBUG_ENTRY_DELAY_MS",
     [SET_LOG_LEVEL] = "LOG_LEVEL",
     [SET_LOG_FORMAT] = "LOG_FORMAT",
@@ -269,6 +272,10 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         }
         set_string(&cfg->http_listen, value);
         return 0;
+    case SET_TASK_EVENTS:
+        cfg->task_events = !value || strcmp(value, "1") == 0 || strcasecmp(value, "true") == 0 ||
+                           strcasecmp(value, "yes") == 0 || strcasecmp(value, "on") == 0;
+        return 0;
     case SET_DEBUG_ENTRY_DELAY:
         return parse_int(name, value, 0, 3600000, &cfg->debug_entry_delay_ms, err);
     case SET_LOG_LEVEL:
@@ -332,6 +339,7 @@ static const struct option long_options[] = {
     {"shutdown-grace", required_argument, NULL, SET_SHUTDOWN_GRACE},
     {"retry-jitter", required_argument, NULL, SET_RETRY_JITTER},
     {"http", required_argument, NULL, SET_HTTP},
+    {"events", no_argument, NULL, SET_TASK_EVENTS},
     {"log-level", required_argument, NULL, SET_LOG_LEVEL},
     {"log-format", required_argument, NULL, SET_LOG_FORMAT},
     {"migrations-dir", required_argument, NULL, SET_MIGRATIONS_DIR},
@@ -352,16 +360,22 @@ static int load_flags(struct cw_config *cfg, int argc, char **argv, struct cw_er
     opterr = 0;
     for (;;) {
         int idx = 0;
-        int c = getopt_long(argc, argv, "Q:c:n:", long_options, &idx);
+        int c = getopt_long(argc, argv, "Q:c:n:E", long_options, &idx);
         if (c == -1)
             break;
-        const char *flag = c == 'Q' ? "-Q" : c == 'c' ? "-c" : c == 'n' ? "-n" : NULL;
+        const char *flag = c == 'Q'   ? "-Q"
+                           : c == 'c' ? "-c"
+                           : c == 'n' ? "-n"
+                           : c == 'E' ? "-E"
+                                      : NULL;
         if (c == 'Q')
             c = SET_QUEUES;
         else if (c == 'c')
             c = SET_CONCURRENCY;
         else if (c == 'n')
             c = SET_NODENAME;
+        else if (c == 'E')
+            c = SET_TASK_EVENTS;
         if (c == '?' || c == ':' || c < 0 || c >= SET_COUNT) {
             CW_FAIL(err, CW_ERR_PERMANENT, "unknown option or missing value: %s", argv[optind - 1]);
             return -1;

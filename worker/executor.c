@@ -102,7 +102,9 @@ static bool forced_error(json_object *msg, struct cw_error *err)
         return false;
     const char *text =
         json_object_object_get_ex(f, "message", &m) ? json_object_get_string(m) : "time limit";
-    CW_FAIL(err, CW_ERR_TIMEOUT, "%s", text);
+    bool permanent = json_object_object_get_ex(f, "class", &m) &&
+                     strcmp(json_object_get_string(m), "permanent") == 0;
+    CW_FAIL(err, permanent ? CW_ERR_PERMANENT : CW_ERR_TIMEOUT, "%s", text);
     return true;
 }
 

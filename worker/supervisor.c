@@ -80,7 +80,7 @@ static void begin_drain(struct supervisor *s)
 
 static bool should_stop(struct supervisor *s, double now)
 {
-    if (stop_signals > 0 && !s->draining)
+    if ((stop_signals > 0 || s->shutdown_requested) && !s->draining)
         begin_drain(s);
     if (!s->draining)
         return false;
@@ -110,12 +110,14 @@ int supervisor_run(const struct cw_config *cfg)
     s.execs = cw_xcalloc((size_t)s.nexec, sizeof *s.execs);
     for (int i = 0; i < s.nexec; i++)
         s.execs[i].fd = -1;
+    sup_events_init(&s);
     log_info("cworker %s starting: %d executor(s)", cfg->nodename, s.nexec);
     for (;;) {
         double now = clock_monotonic();
         log_set_task(NULL, 0); /* task lines set their own context */
         if (should_stop(&s, now))
             break;
+        sup_events_tick(&s, now);
         sup_reap_children(&s, now);
         sup_ensure_http(&s, now);
         sup_respawn_executors(&s, now);
@@ -129,6 +131,8 @@ int supervisor_run(const struct cw_config *cfg)
     }
     sup_stop_executors(&s);
     sup_stop_http(&s);
+    sup_event_worker_offline(&s);
+    sup_control_free(&s);
     while (s.pending) {
         struct delivery *d = s.pending;
         s.pending = d->next;

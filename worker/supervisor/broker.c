@@ -55,8 +55,12 @@ static int open_consumer(struct supervisor *s, struct cw_error *err)
     for (int q = 0; q < cfg->nqueues; q++) {
         char tag[64];
         sup_consumer_tag(q, tag, sizeof tag);
-        if (amqp_conn_consume(&s->consumer, cfg->queues[q], tag, err) != 0)
+        if (amqp_conn_consume(&s->consumer, cfg->queues[q], tag, false, err) != 0)
             return -1;
+    }
+    if (sup_control_declare(s, err) != 0) {
+        CW_WRAP(err, "declaring remote control and events");
+        return -1;
     }
     return 0;
 }
@@ -97,9 +101,15 @@ int sup_publish_confirmed(struct supervisor *s, const char *routing_key,
                           const amqp_basic_properties_t *props, amqp_bytes_t body,
                           struct cw_error *err)
 {
+    return sup_publish_to(s, "", routing_key, props, body, err);
+}
+
+int sup_publish_to(struct supervisor *s, const char *exchange, const char *routing_key,
+                   const amqp_basic_properties_t *props, amqp_bytes_t body, struct cw_error *err)
+{
     if (ensure_publisher(s, err) != 0)
         return -1;
-    if (amqp_conn_publish(&s->publisher, "", routing_key, props, body, err) != 0) {
+    if (amqp_conn_publish(&s->publisher, exchange, routing_key, props, body, err) != 0) {
         amqp_conn_close(&s->publisher);
         return -1;
     }

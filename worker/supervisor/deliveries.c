@@ -95,8 +95,22 @@ static void enqueue(struct supervisor *s, struct delivery *d)
     s->pending_tail = &d->next;
 }
 
+/* A task id revoked by remote control: not run, acked, reported as revoked. */
+static void drop_revoked(struct supervisor *s, struct delivery *d, bool expired)
+{
+    log_warn("task %s %s revoked%s", d->task.task, d->task.id, expired ? ": expired" : "");
+    sup_event_task_revoked(s, &d->task, false, expired);
+    sup_rpc_revoked(s, &d->task, expired ? "expired" : "revoked");
+    sup_settle(s, d, true, false);
+    sup_delivery_free(d);
+}
+
 static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
 {
+    if (sup_control_owns(s, env->consumer_tag)) {
+        sup_control_handle(s, env);
+        return;
+    }
     int queue = queue_of(s, env->consumer_tag);
     struct delivery *d = cw_xcalloc(1, sizeof *d);
     d->tag = env->delivery_tag;
@@ -117,22 +131,23 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
     if (!task_registry_find(d->task.task)) {
         char reason[512];
         snprintf(reason, sizeof reason, "unknown task %s", d->task.task);
+        sup_event_task_rejected(s, &d->task);
+        sup_rpc_not_registered(s, &d->task);
         dead_letter(s, env, queue, reason);
         sup_delivery_free(d);
         return;
     }
     sup_log_task(d);
     double wall = clock_wall();
-    if (d->task.has_expires && d->task.expires <= wall) {
-        log_warn("task %s %s revoked: expired", d->task.task, d->task.id);
-        sup_settle(s, d, true, false);
-        sup_delivery_free(d);
+    if (sup_is_revoked(s, d->task.id) || (d->task.has_expires && d->task.expires <= wall)) {
+        drop_revoked(s, d, !sup_is_revoked(s, d->task.id));
         return;
     }
     d->not_before =
         d->task.has_eta && d->task.eta > wall ? clock_monotonic() + (d->task.eta - wall) : 0;
     log_info("task %s %s received (retries %d)", d->task.task, d->task.id, d->task.retries);
     worker_stats_count(&s->stats, d->task.task, TASK_EVENT_RECEIVED);
+    sup_event_task_received(s, d);
     enqueue(s, d);
 }
 
@@ -168,6 +183,8 @@ static json_object *task_message(const struct delivery *d)
                                json_object_new_double(d->task.soft_time_limit));
     if (d->forced_error) {
         json_object *f = json_object_new_object();
+        json_object_object_add(
+            f, "class", json_object_new_string(d->forced_permanent ? "permanent" : "timeout"));
         json_object_object_add(f, "message", json_object_new_string(d->forced_error));
         json_object_object_add(m, "forced_error", f);
     }
@@ -209,6 +226,12 @@ void sup_dispatch(struct supervisor *s, double now)
         struct delivery *d = take_runnable(s, now);
         if (!d)
             return;
+        if (!d->forced_error && sup_is_revoked(s, d->task.id)) { /* revoked while waiting */
+            sup_log_task(d);
+            drop_revoked(s, d, false);
+            i--;
+            continue;
+        }
         d->seq = ++s->next_seq;
         json_object *m = task_message(d);
         struct cw_error err;
@@ -229,5 +252,7 @@ void sup_dispatch(struct supervisor *s, double now)
         e->current = d;
         d->dispatched_at = now;
         e->hard_deadline = now + hard;
+        if (!d->forced_error)
+            sup_event_task_started(s, d);
     }
 }

@@ -68,7 +68,19 @@ void sup_respawn_executors(struct supervisor *s, double now)
 
 static void executor_gone(struct supervisor *s, struct executor *e, int status, double now)
 {
-    if (e->current && e->killed_for_limit > 0) {
+    if (e->current && e->killed_for_revoke) {
+        /* Revoked with terminate: the run is failed by the next executor, not rerun. */
+        struct delivery *d = e->current;
+        sup_event_task_revoked(s, &d->task, true, false);
+        sup_rpc_revoked(s, &d->task, "terminated");
+        d->forced_error = cw_xstrdup("Task revoked and terminated by a remote control request");
+        d->forced_permanent = true;
+        d->next = s->pending;
+        s->pending = d;
+        if (!d->next)
+            s->pending_tail = &d->next;
+        e->current = NULL;
+    } else if (e->current && e->killed_for_limit > 0) {
         /* Killed for its hard time limit: the run is failed by the next executor, not rerun. */
         struct delivery *d = e->current;
         char text[128];
@@ -98,6 +110,7 @@ static void executor_gone(struct supervisor *s, struct executor *e, int status, 
     e->fd = -1;
     e->state = EXEC_EMPTY;
     e->killed_for_limit = 0;
+    e->killed_for_revoke = false;
     e->quick_deaths = now - e->spawned_at < 5 ? e->quick_deaths + 1 : 0;
     e->respawn_at = now + fmin(0.5 * (1 << (e->quick_deaths > 6 ? 6 : e->quick_deaths)), 30);
 }

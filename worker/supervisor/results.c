@@ -87,6 +87,10 @@ void sup_on_result(struct supervisor *s, struct executor *e, json_object *msg)
         json_object_object_get_ex(msg, "outcome", &v) ? json_object_get_string(v) : "";
     s->processed++;
     count_outcome(s, d, outcome);
+    if (!d->forced_permanent) { /* a terminated revoke was already reported as revoked */
+        sup_event_task_finished(s, d, outcome, msg, clock_monotonic() - d->dispatched_at);
+        sup_rpc_finished(s, d, outcome, msg);
+    }
     if (strcmp(outcome, "retry") == 0 && !sup_delivery_is_current(s, d)) {
         /* The broker redelivers the original; publishing too would start a second chain. */
         log_info("task %s: retry not published, its delivery is already back in the queue",

@@ -10,6 +10,7 @@
 #define CWORKER_SUPERVISOR_INTERNAL_H
 
 #include "amqp_conn.h"
+#include "celery_events.h"
 #include "celery_message.h"
 #include "config.h"
 #include "worker_stats.h"
@@ -31,12 +32,13 @@
 struct delivery {
     struct delivery *next;
     uint64_t tag;
-    unsigned generation;  /* consumer connection it came on: tags are per connection */
-    int queue;            /* index into cfg->queues */
-    uint64_t seq;         /* our id for it on the executor channel */
-    double not_before;    /* monotonic: a producer eta in the future */
-    char *forced_error;   /* set after a hard-limit kill: the next attempt records this */
-    double dispatched_at; /* monotonic, for the duration histogram */
+    unsigned generation;   /* consumer connection it came on: tags are per connection */
+    int queue;             /* index into cfg->queues */
+    uint64_t seq;          /* our id for it on the executor channel */
+    double not_before;     /* monotonic: a producer eta in the future */
+    char *forced_error;    /* set after a hard-limit kill: the next attempt records this */
+    bool forced_permanent; /* forced_error is a permanent failure (revoked), not a timeout */
+    double dispatched_at;  /* monotonic, for the duration histogram */
     struct celery_task task;
 };
 
@@ -52,7 +54,15 @@ struct executor {
     double respawn_at;
     int quick_deaths;        /* consecutive deaths soon after spawning: respawn backoff */
     double killed_for_limit; /* the hard limit (s) it was killed for; 0 if not */
+    bool killed_for_revoke;  /* terminated by a remote-control revoke */
 };
+
+/* A task id revoked by remote control: its deliveries are not run. */
+struct revoked_task {
+    char *id;
+    double at; /* wall clock */
+};
+#define REVOKED_MAX 10000
 
 struct supervisor {
     const struct cw_config *cfg;
@@ -80,6 +90,18 @@ struct supervisor {
     double next_queue_count;
     long retries_waiting;
     int prefetch; /* the QoS in force: the base plus one per message held for its eta */
+    /* The Celery ecosystem: events, remote control, rpc results. */
+    struct celery_clock clock;
+    struct celery_worker_identity ident;
+    bool task_events;           /* task-* events on (--events, or the enable_events command) */
+    unsigned online_generation; /* the connection worker-online was last sent on */
+    double next_worker_heartbeat;
+    double started_wall;
+    struct revoked_task *revoked;
+    size_t nrevoked;
+    bool shutdown_requested;                 /* by the shutdown control command */
+    struct amqp_connection_info broker_info; /* for `inspect stats`; strings in broker_url */
+    char *broker_url;                        /* owned; NULL when the URL did not parse */
 };
 
 void sup_delivery_free(struct delivery *d);
@@ -111,5 +133,33 @@ void sup_stop_http(struct supervisor *s);
 void sup_adjust_prefetch(struct supervisor *s, double now);
 int sup_busy_executors(const struct supervisor *s);
 void sup_stop_executors(struct supervisor *s);
+int sup_publish_to(struct supervisor *s, const char *exchange, const char *routing_key,
+                   const amqp_basic_properties_t *props, amqp_bytes_t body, struct cw_error *err);
+
+/* events.c: Celery events on the celeryev exchange (best effort, as in Celery). */
+void sup_events_init(struct supervisor *s);
+void sup_events_tick(struct supervisor *s, double now);
+void sup_event_worker_offline(struct supervisor *s);
+void sup_event_task_received(struct supervisor *s, const struct delivery *d);
+void sup_event_task_started(struct supervisor *s, const struct delivery *d);
+/* outcome from the executor's result message (json), as in on_result. */
+void sup_event_task_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
+                             json_object *msg, double runtime);
+void sup_event_task_rejected(struct supervisor *s, const struct celery_task *t);
+void sup_event_task_revoked(struct supervisor *s, const struct celery_task *t, bool terminated,
+                            bool expired);
+
+/* rpc.c: results for AsyncResult.get() (rpc:// backend). */
+void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
+                      json_object *msg);
+void sup_rpc_not_registered(struct supervisor *s, const struct celery_task *t);
+void sup_rpc_revoked(struct supervisor *s, const struct celery_task *t, const char *reason);
+
+/* control.c: remote control (celery inspect / celery control). */
+CW_MUST_CHECK int sup_control_declare(struct supervisor *s, struct cw_error *err);
+bool sup_control_owns(const struct supervisor *s, amqp_bytes_t consumer_tag);
+void sup_control_handle(struct supervisor *s, const amqp_envelope_t *env);
+bool sup_is_revoked(const struct supervisor *s, const char *task_id);
+void sup_control_free(struct supervisor *s);
 
 #endif

@@ -105,6 +105,19 @@ static void drop_revoked(struct supervisor *s, struct delivery *d, bool expired)
     sup_delivery_free(d);
 }
 
+/* Canvas (link, link_error, chain, chord) is not supported: the task runs, nothing is
+ * called after it. Say so instead of dropping the request silently. */
+static void warn_canvas(const struct delivery *d)
+{
+    static const char *const keys[] = {"callbacks", "errbacks", "chain", "chord"};
+    json_object *v;
+    for (size_t i = 0; d->task.embed && i < sizeof keys / sizeof keys[0]; i++)
+        if (json_object_object_get_ex(d->task.embed, keys[i], &v) && v &&
+            !(json_object_is_type(v, json_type_array) && json_object_array_length(v) == 0))
+            log_warn("task %s asks for %s, which cworker does not support: ignored", d->task.id,
+                     keys[i]);
+}
+
 static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
 {
     if (sup_control_owns(s, env->consumer_tag)) {
@@ -148,6 +161,7 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
     log_info("task %s %s received (retries %d)", d->task.task, d->task.id, d->task.retries);
     worker_stats_count(&s->stats, d->task.task, TASK_EVENT_RECEIVED);
     sup_event_task_received(s, d);
+    warn_canvas(d);
     enqueue(s, d);
 }
 

@@ -144,7 +144,7 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
     if (!task_registry_find(d->task.task)) {
         char reason[512];
         snprintf(reason, sizeof reason, "unknown task %s", d->task.task);
-        sup_event_task_rejected(s, &d->task);
+        sup_event_task_not_registered(s, &d->task);
         sup_rpc_not_registered(s, &d->task);
         dead_letter(s, env, queue, reason);
         sup_delivery_free(d);

@@ -151,15 +151,18 @@ void sup_event_task_finished(struct supervisor *s, const struct delivery *d, con
     built(s, rc, &m, &err);
 }
 
-void sup_event_task_rejected(struct supervisor *s, const struct celery_task *t)
+/* What Celery's consumer sends for a task it does not know (on_unknown_task). */
+void sup_event_task_not_registered(struct supervisor *s, const struct celery_task *t)
 {
     if (!s->task_events || !t->id)
         return;
     struct celery_event_msg m;
     memset(&m, 0, sizeof m);
     struct cw_error err;
-    built(s, celery_events_task_rejected(&s->ident, t->id, false, clock_wall(), &m, &err), &m,
+    char *exc = celery_events_exception_repr("NotRegistered", t->task ? t->task : "");
+    built(s, celery_events_task_failed(&s->ident, t->id, exc, NULL, clock_wall(), &m, &err), &m,
           &err);
+    free(exc);
 }
 
 void sup_event_task_revoked(struct supervisor *s, const struct celery_task *t, bool terminated,

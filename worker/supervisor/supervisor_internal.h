@@ -145,7 +145,7 @@ void sup_event_task_started(struct supervisor *s, const struct delivery *d);
 /* outcome from the executor's result message (json), as in on_result. */
 void sup_event_task_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
                              json_object *msg, double runtime);
-void sup_event_task_rejected(struct supervisor *s, const struct celery_task *t);
+void sup_event_task_not_registered(struct supervisor *s, const struct celery_task *t);
 void sup_event_task_revoked(struct supervisor *s, const struct celery_task *t, bool terminated,
                             bool expired);
 

@@ -197,9 +197,8 @@ def test_transient_error_exhausts_retries(env, workers, celery):
         q = workers.queue + ".retry.%ss" % d
         assert faults.queue_info(env, q) is not None, "%s was never declared" % q
     faults.wait_queue_settled(env, workers.queue)
-    for q in faults.retry_queues(workers.queue, "1,1.5,2"):
-        assert env.ctl_counts(q) == (0, 0), q
-    assert env.ready(workers.queue + ".dead") == 0
+    faults.assert_queues_empty(env, workers.queue + ".dead",
+                               *faults.retry_queues(workers.queue, "1,1.5,2"))
 
 
 def test_blob_arriving_during_the_retry_wait_completes(env, workers, celery):
@@ -256,8 +255,8 @@ def test_soft_time_limit(env, workers, celery):
     run_id, _ = submit(env, celery, pal_upload(), workers.queue)
     assert_timed_out(env, run_id, w)
     faults.wait_queue_settled(env, workers.queue)
-    for q in faults.retry_queues(workers.queue, w.settings["RETRY_DELAYS"]):
-        assert env.ctl_counts(q) == (0, 0), q
+    faults.assert_queues_empty(env, *faults.retry_queues(workers.queue,
+                                                         w.settings["RETRY_DELAYS"]))
 
 
 def test_soft_time_limit_from_message(env, workers, celery):
@@ -750,9 +749,7 @@ def test_sigterm_finishes_running_tasks_and_leaves_the_rest(env, workers, celery
         assert run["status"] == "PARSING" and run["completed_at"] is None, run
         assert run["last_heartbeat"] == baselines[r], "run %s was started" % r
         assert_untouched(env, r)
-    wait_until(lambda: env.ctl_counts(workers.queue) == (len(rest), 0), 10,
-               "%d never-started runs back in the queue (%r)" % (len(rest),
-                                                                 env.ctl_counts(workers.queue)))
+    faults.wait_counts(env, workers.queue, (len(rest), 0))  # never started: still queued
     done = dict((r, run_row(env, r)) for r in running)
 
     w2 = workers.start()
@@ -788,8 +785,7 @@ def test_second_sigterm_stops_at_once(env, workers, celery):
         run = run_row(env, r)
         assert run["status"] == "PARSING", "run %s finished: the stop was not immediate" % r
         assert_untouched(env, r)
-    wait_until(lambda: env.ctl_counts(workers.queue) == (3, 0), 10,
-               "all 3 deliveries back in the queue (%r)" % (env.ctl_counts(workers.queue),))
+    faults.wait_counts(env, workers.queue, (3, 0))  # all 3 deliveries back, unacked
 
     w2 = workers.start()
     for r in run_ids:

@@ -322,6 +322,38 @@ class WorkerPool:
 # ----------------------------------------------------------------------------- broker
 
 
+def ctl_all(env):
+    """{queue: (ready, unacked)} for every queue, from one rabbitmqctl call."""
+    out = subprocess.run(env.rabbitmqctl + ["-q", "list_queues", "name", "messages_ready",
+                                            "messages_unacknowledged"],
+                         check=True, capture_output=True, text=True).stdout
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[1].isdigit():
+            counts[parts[0]] = (int(parts[1]), int(parts[2]))
+    return counts
+
+
+def wait_counts(env, queue, expected, timeout=10.0):
+    """Until rabbitmqctl reports (ready, unacked) == expected for queue."""
+    deadline = time.time() + timeout
+    got = None
+    while time.time() < deadline:
+        got = env.ctl_counts(queue)
+        if got == expected:
+            return
+        time.sleep(0.2)
+    pytest.fail("queue %s: (ready, unacked) = %r, expected %r" % (queue, got, expected))
+
+
+def assert_queues_empty(env, *queues):
+    """Every queue named holds no ready and no unacked message (or does not exist)."""
+    counts = ctl_all(env)
+    full = dict((q, counts[q]) for q in queues if counts.get(q, (0, 0)) != (0, 0))
+    assert not full, "messages left (ready, unacked): %r" % full
+
+
 def queue_info(env, queue):
     """{"durable": bool, "arguments": {name: value}} from rabbitmqctl, or None."""
     import json

@@ -53,6 +53,12 @@ CW_MUST_CHECK int celery_outgoing_fill(struct celery_outgoing *out, json_object 
                                        json_object *body, const char *correlation_id,
                                        const char *reply_to, struct cw_error *err);
 
+/* The whole message: headers from h, the given body (this call takes the caller's
+ * reference and releases it), correlation_id = h->id. *out must be initialised. */
+CW_MUST_CHECK int celery_encode_message(const struct celery_v2_headers *h, json_object *body,
+                                        const char *reply_to, struct celery_outgoing *out,
+                                        struct cw_error *err);
+
 /* A new task, as the Python application's `parse_run.delay(run_id)` publishes it. */
 struct celery_new_task {
     const char *task;       /* name, e.g. "app.worker.tasks.parse_run" */

@@ -63,6 +63,16 @@ void cmd_error(const struct cmd_spec *spec, const char *fmt, ...)
 void cmd_report(const struct cmd_spec *spec, const struct cw_config *cfg,
                 const struct cw_error *err);
 
+/* A command with actions ("cworker dlq list"): runs the named one with argv from the
+ * action on, prints usage for --help, and a one-line error (exit 2) for none or an
+ * unknown one. actions ends with {NULL, NULL}. */
+struct cmd_action {
+    const char *name;
+    int (*run)(int argc, char **argv);
+};
+int cmd_dispatch(const char *command, const char *usage, const struct cmd_action *actions, int argc,
+                 char **argv);
+
 /* One JSON object on one line of stdout (compact, UTF-8 raw, '/' unescaped). */
 void cmd_print_json(json_object *obj);
 

@@ -167,6 +167,19 @@ void celery_outgoing_free(struct celery_outgoing *out)
     memset(out, 0, sizeof(*out));
 }
 
+int celery_encode_message(const struct celery_v2_headers *h, json_object *body,
+                          const char *reply_to, struct celery_outgoing *out, struct cw_error *err)
+{
+    json_object *headers = NULL;
+    int rc = celery_encode_headers(h, &headers, err) == 0 &&
+                     celery_outgoing_fill(out, headers, body, h->id, reply_to, err) == 0
+                 ? 0
+                 : -1;
+    json_object_put(headers);
+    json_object_put(body);
+    return rc;
+}
+
 int celery_message_encode_new(const struct celery_new_task *t, struct celery_outgoing *out,
                               struct cw_error *err)
 {
@@ -179,20 +192,11 @@ int celery_message_encode_new(const struct celery_new_task *t, struct celery_out
         .kwargsrepr = t->kwargsrepr,
         .origin = t->origin,
     };
-    json_object *headers = NULL, *body = NULL;
-    int rc = -1;
-
     celery_outgoing_init(out);
-    if (celery_encode_headers(&h, &headers, err) != 0)
-        goto out;
-    body = celery_encode_body(t->args, t->kwargs, NULL);
-    if (celery_outgoing_fill(out, headers, body, t->id, t->reply_to, err) != 0)
-        goto out;
-    rc = 0;
-out:
-    json_object_put(body);
-    json_object_put(headers);
-    if (rc != 0)
+    if (celery_encode_message(&h, celery_encode_body(t->args, t->kwargs, NULL), t->reply_to, out,
+                              err) != 0) {
         CW_WRAP(err, "encoding new task %s", t->task ? t->task : "?");
-    return rc;
+        return -1;
+    }
+    return 0;
 }

@@ -70,24 +70,15 @@ static int check_task(const struct celery_task *t, double eta, struct cw_error *
 int celery_message_encode_retry(const struct celery_task *t, double now, double countdown,
                                 struct celery_outgoing *out, struct cw_error *err)
 {
-    json_object *headers = NULL, *body = NULL;
-    struct celery_v2_headers h;
-    int rc = -1;
-
     celery_outgoing_init(out);
-    if (check_task(t, now + countdown, err) != 0)
-        goto out;
-    h = retry_headers(t, now + countdown);
-    if (celery_encode_headers(&h, &headers, err) != 0)
-        goto out;
-    body = retry_body(t);
-    if (celery_outgoing_fill(out, headers, body, t->id, t->reply_to, err) != 0)
-        goto out;
-    rc = 0;
-out:
-    json_object_put(body);
-    json_object_put(headers);
-    if (rc != 0)
+    if (check_task(t, now + countdown, err) != 0) {
         CW_WRAP(err, "encoding the retry of task %s", t->id ? t->id : "?");
-    return rc;
+        return -1;
+    }
+    struct celery_v2_headers h = retry_headers(t, now + countdown);
+    if (celery_encode_message(&h, retry_body(t), t->reply_to, out, err) != 0) {
+        CW_WRAP(err, "encoding the retry of task %s", t->id ? t->id : "?");
+        return -1;
+    }
+    return 0;
 }

@@ -1,5 +1,6 @@
 /* Argument parsing, configuration, errors and JSON lines for the operator commands. */
 #include "cmd_common.h"
+#include "commands.h"
 
 #include "log.h"
 #include "strbuf.h"
@@ -152,4 +153,36 @@ void cmd_print_json(json_object *obj)
 {
     puts(json_object_to_json_string_ext(obj,
                                         JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static void list_actions(const struct cmd_action *actions, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (const struct cmd_action *a = actions; a->name && used < len; a++)
+        used +=
+            (size_t)snprintf(out + used, len - used, "%s%s", a == actions ? "" : " or ", a->name);
+}
+
+int cmd_dispatch(const char *command, const char *usage, const struct cmd_action *actions, int argc,
+                 char **argv)
+{
+    const char *action = argc > 1 ? argv[1] : NULL;
+    char names[128];
+    list_actions(actions, names, sizeof names);
+    if (action == NULL) {
+        fprintf(stderr, "cworker %s: missing action (%s; see cworker %s --help)\n", command, names,
+                command);
+        return CMD_EXIT_USAGE;
+    }
+    if (strcmp(action, "--help") == 0 || strcmp(action, "-h") == 0 || strcmp(action, "help") == 0) {
+        fputs(usage, stdout);
+        return CMD_EXIT_OK;
+    }
+    for (const struct cmd_action *a = actions; a->name; a++)
+        if (strcmp(action, a->name) == 0)
+            return a->run(argc - 1, argv + 1);
+    fprintf(stderr, "cworker %s: unknown action '%s' (%s; see cworker %s --help)\n", command,
+            action, names, command);
+    return CMD_EXIT_USAGE;
 }

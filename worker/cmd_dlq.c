@@ -456,21 +456,7 @@ static int dlq_replay(int argc, char **argv)
 
 int cmd_dlq(int argc, char **argv)
 {
-    const char *action = argc > 1 ? argv[1] : NULL;
-
-    if (action == NULL) {
-        fputs("cworker dlq: missing action (list or replay; see cworker dlq --help)\n", stderr);
-        return CMD_EXIT_USAGE;
-    }
-    if (strcmp(action, "--help") == 0 || strcmp(action, "-h") == 0 || strcmp(action, "help") == 0) {
-        fputs(dlq_usage, stdout);
-        return CMD_EXIT_OK;
-    }
-    if (strcmp(action, "list") == 0)
-        return dlq_list(argc - 1, argv + 1);
-    if (strcmp(action, "replay") == 0)
-        return dlq_replay(argc - 1, argv + 1);
-    fprintf(stderr, "cworker dlq: unknown action '%s' (list or replay; see cworker dlq --help)\n",
-            action);
-    return CMD_EXIT_USAGE;
+    static const struct cmd_action actions[] = {
+        {"list", dlq_list}, {"replay", dlq_replay}, {NULL, NULL}};
+    return cmd_dispatch("dlq", dlq_usage, actions, argc, argv);
 }

@@ -445,21 +445,7 @@ static int runs_retry(int argc, char **argv)
 
 int cmd_runs(int argc, char **argv)
 {
-    const char *action = argc > 1 ? argv[1] : NULL;
-
-    if (action == NULL) {
-        fputs("cworker runs: missing action (list or retry; see cworker runs --help)\n", stderr);
-        return CMD_EXIT_USAGE;
-    }
-    if (strcmp(action, "--help") == 0 || strcmp(action, "-h") == 0 || strcmp(action, "help") == 0) {
-        fputs(runs_usage, stdout);
-        return CMD_EXIT_OK;
-    }
-    if (strcmp(action, "list") == 0)
-        return runs_list(argc - 1, argv + 1);
-    if (strcmp(action, "retry") == 0)
-        return runs_retry(argc - 1, argv + 1);
-    fprintf(stderr, "cworker runs: unknown action '%s' (list or retry; see cworker runs --help)\n",
-            action);
-    return CMD_EXIT_USAGE;
+    static const struct cmd_action actions[] = {
+        {"list", runs_list}, {"retry", runs_retry}, {NULL, NULL}};
+    return cmd_dispatch("runs", runs_usage, actions, argc, argv);
 }

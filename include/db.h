@@ -48,6 +48,15 @@ bool db_ensure_connected(struct db *db);
  * by db_run_unlock or when the connection ends (so a dead owner never blocks a run). */
 CW_MUST_CHECK int db_run_try_lock(struct db *db, long run_id, bool *locked, struct cw_error *err);
 void db_run_unlock(struct db *db, long run_id);
+/* Waits up to timeout_s for the run lock (another delivery of the run is executing);
+ * locked=false when it is still held then. */
+CW_MUST_CHECK int db_run_lock_wait(struct db *db, long run_id, double timeout_s, bool *locked,
+                                   struct cw_error *err);
+/* Records the run's final state (COMPLETE/FAILED) under task_id too, when task_id has no
+ * record yet: a duplicate delivery (the user clicked twice) whose run another task
+ * finished. The application's late PARSING commit for it is then undone by the trigger. */
+CW_MUST_CHECK int db_task_adopt_final_state(struct db *db, long run_id, const char *task_id,
+                                            struct cw_error *err);
 
 /* found=false when there is no such run. */
 CW_MUST_CHECK int db_run_load(struct db *db, long run_id, struct db_run *run, bool *found,

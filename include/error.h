@@ -10,6 +10,8 @@
 
 #include "strbuf.h"
 
+#include <stdbool.h>
+
 #define CW_MUST_CHECK __attribute__((warn_unused_result))
 
 enum cw_error_class {
@@ -32,6 +34,10 @@ struct cw_error_frame {
 
 struct cw_error {
     enum cw_error_class cls;
+    /* The failure was the infrastructure going away (the database connection dropped),
+     * not the task's own trouble: redeliver later, consume no retry. Set by the layer
+     * that saw it; cleared by cw_error_set. */
+    bool unavailable;
     char message[CW_ERROR_DETAIL_MAX]; /* the origin's message, shown in error_message */
     int nframes;                       /* frames[0] is the origin (innermost) */
     struct cw_error_frame frames[CW_ERROR_MAX_FRAMES];

@@ -1,5 +1,6 @@
 /* libpq queries of the executor: runs, files, task records, locks, COPY of results. */
 #include "db.h"
+#include "log.h"
 #include "xalloc.h"
 
 #include <ctype.h>
@@ -41,11 +42,16 @@ static int fail_pg(struct db *db, const PGresult *res, const char *what, struct 
         detail = db->conn ? PQerrorMessage(db->conn) : "not connected";
     snprintf(msg, sizeof msg, "%s", detail);
     trim_newline(msg);
-    bool transient =
-        sqlstate_is_transient(state) || (db->conn && PQstatus(db->conn) != CONNECTION_OK);
+    /* The connection itself went away (server restart, admin shutdown, network): an
+     * outage of the database, not the task's trouble. */
+    bool lost = (!state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 ||
+                 (db->conn && PQstatus(db->conn) != CONNECTION_OK)) &&
+                !(state && strcmp(state, "08P01") == 0);
+    bool transient = sqlstate_is_transient(state) || lost;
     CW_FAIL(err, transient ? CW_ERR_TRANSIENT : CW_ERR_PERMANENT,
             "database error during %s: %s%s%s%s", what, msg, state ? " (SQLSTATE " : "",
             state ? state : "", state ? ")" : "");
+    err->unavailable = lost;
     return -1;
 }
 
@@ -55,6 +61,7 @@ static PGresult *exec_params(struct db *db, const char *what, const char *sql, i
 {
     if (!db->conn) {
         CW_FAIL(err, CW_ERR_TRANSIENT, "database error during %s: not connected", what);
+        err->unavailable = true;
         return NULL;
     }
     PGresult *res = PQexecParams(db->conn, sql, n, NULL, values, NULL, NULL, 0);
@@ -76,6 +83,14 @@ static int exec_simple(struct db *db, const char *what, const char *sql, int n,
     return 0;
 }
 
+/* Server notices (e.g. "you don't own a lock" after a reconnect) go to the log, never
+ * raw to stderr. */
+static void log_notice(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("PostgreSQL: %s", message);
+}
+
 int db_connect(struct db *db, const char *url, struct cw_error *err)
 {
     db->conn = PQconnectdb(url ? url : "");
@@ -86,8 +101,10 @@ int db_connect(struct db *db, const char *url, struct cw_error *err)
         PQfinish(db->conn);
         db->conn = NULL;
         CW_FAIL(err, CW_ERR_TRANSIENT, "cannot connect to PostgreSQL: %s", msg);
+        err->unavailable = true;
         return -1;
     }
+    PQsetNoticeProcessor(db->conn, log_notice, NULL);
     return 0;
 }
 
@@ -126,6 +143,46 @@ int db_run_try_lock(struct db *db, long run_id, bool *locked, struct cw_error *e
     *locked = PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
     return 0;
+}
+
+int db_run_lock_wait(struct db *db, long run_id, double timeout_s, bool *locked,
+                     struct cw_error *err)
+{
+    char ns[24], id[24], timeout[32];
+    format_long(ns, sizeof ns, RUN_LOCK_NAMESPACE);
+    format_long(id, sizeof id, run_id);
+    snprintf(timeout, sizeof timeout, "%d", (int)(timeout_s * 1000));
+    const char *values[] = {timeout};
+    if (exec_simple(db, "setting the lock timeout", "SELECT set_config('lock_timeout', $1, false)",
+                    1, values, err) != 0)
+        return -1;
+    const char *lock_values[] = {ns, id};
+    PGresult *res = PQexecParams(db->conn, "SELECT pg_advisory_lock($1::int, $2::int)", 2, NULL,
+                                 lock_values, NULL, NULL, 0);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    int rc = 0;
+    *locked = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!*locked && !(state && strcmp(state, "55P03") == 0)) /* 55P03: lock_timeout */
+        rc = fail_pg(db, res, "waiting for the run lock", err);
+    PQclear(res);
+    struct cw_error ignored;
+    (void)exec_simple(db, "resetting the lock timeout", "RESET lock_timeout", 0, NULL, &ignored);
+    return rc;
+}
+
+int db_task_adopt_final_state(struct db *db, long run_id, const char *task_id, struct cw_error *err)
+{
+    char id[24];
+    format_long(id, sizeof id, run_id);
+    const char *values[] = {task_id, id};
+    return exec_simple(db, "recording a duplicate task's outcome",
+                       "INSERT INTO cworker_tasks (task_id, run_id, status, completed_at, "
+                       "error_message, error_traceback, metrics) "
+                       "SELECT $1, id, upper(status), completed_at, error_message, "
+                       "error_traceback, metrics FROM ingestion_runs "
+                       "WHERE id = $2::int AND upper(status) IN ('COMPLETE', 'FAILED') "
+                       "ON CONFLICT (task_id) DO NOTHING",
+                       2, values, err);
 }
 
 void db_run_unlock(struct db *db, long run_id)

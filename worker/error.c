@@ -8,6 +8,7 @@
 void cw_error_clear(struct cw_error *err)
 {
     err->cls = CW_ERR_NONE;
+    err->unavailable = false;
     err->message[0] = '\0';
     err->nframes = 0;
 }

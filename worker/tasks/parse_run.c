@@ -17,7 +17,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define MAX_DETAILS 100 /* parse errors / warnings described in metrics, the rest counted */
+#define MAX_DETAILS     100 /* parse errors / warnings described in metrics, the rest counted */
+#define RUN_LOCK_WAIT_S 30
 
 /* Everything one execution of parse_run accumulates; owned by parse_run_task. */
 struct parse_state {
@@ -323,7 +324,7 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
                            struct task_report *report)
 {
     const struct cw_config *cfg = ctx->cfg;
-    if (report->err.cls == CW_ERR_TRANSIENT && database_outage(ctx)) {
+    if (report->err.unavailable || (report->err.cls == CW_ERR_TRANSIENT && database_outage(ctx))) {
         report->outcome = TASK_REQUEUE;
         return;
     }
@@ -368,6 +369,8 @@ static int claim_run(struct task_context *ctx, const struct celery_task *msg,
         return 0;
     }
     if (strcmp(run.status, "COMPLETE") == 0) {
+        if (db_task_adopt_final_state(ctx->db, report->run_id, msg->id, &report->err) != 0)
+            return -1;
         report->result = json_object_new_object();
         json_object_object_add(report->result, "run_id", json_object_new_int64(report->run_id));
         json_object_object_add(report->result, "status",
@@ -431,14 +434,19 @@ void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
         return;
     }
     log_set_task(msg->id, report->run_id);
+    /* Another delivery of the same run (a retry, a duplicate click) may be executing: wait
+     * for it, so this one then sees its outcome. If it is still running after the wait,
+     * the application's commit for this delivery is long past and the other run's final
+     * write will overwrite it; this delivery is dropped. */
     bool locked = false;
-    if (db_run_try_lock(ctx->db, report->run_id, &locked, &report->err) != 0) {
+    if (db_run_lock_wait(ctx->db, report->run_id, RUN_LOCK_WAIT_S, &locked, &report->err) != 0) {
         report->outcome = TASK_REQUEUE;
         return;
     }
     if (!locked) {
-        log_info("run %ld is being executed by another delivery; this one is dropped",
-                 report->run_id);
+        log_info("run %ld is still being executed by another delivery after %d s; this one is "
+                 "dropped",
+                 report->run_id, RUN_LOCK_WAIT_S);
         report->outcome = TASK_SKIPPED;
         return;
     }

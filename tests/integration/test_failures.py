@@ -12,6 +12,7 @@ entries). Expected stanza counts come from the independent reader in splunk_conf
 
 import datetime
 import json
+import subprocess
 import signal
 import time
 import uuid
@@ -129,27 +130,38 @@ def test_transient_error_publishes_a_celery_retry_message(env, workers, celery):
                                                       "chain": None, "chord": None}]
 
     # What a Python Celery worker makes of it (celery.worker.request.Request, as its
-    # consumer builds it from the delivery), and that it runs the task with it.
-    from celery import Celery
-    from celery.worker.request import Request
-    from kombu.message import Message
-
-    app = Celery("check", broker="memory://")
-    app.conf.update(task_serializer="json", accept_content=["json"])
-    seen = []
-
-    @app.task(name=producer.TASK_NAME, bind=True)
-    def parse_run(self, run_id):
-        seen.append((run_id, self.request.id, self.request.retries))
-        return "ok"
-
-    m = Message(body=msg["body"], headers=msg["headers"], properties=p,
-                content_type=p.get("content_type"), content_encoding=p.get("content_encoding"),
-                delivery_info={"exchange": "", "routing_key": workers.queue}, channel=None)
-    req = Request(m, app=app, task=app.tasks[producer.TASK_NAME])
-    assert req.id == task_id and req.eta is not None and req.args == [run_id]
-    req.execute()
-    assert seen == [(run_id, task_id, 1)]
+    # consumer builds it from the delivery), and that it runs the task with it. In a fresh
+    # interpreter: Celery keeps process-wide state that other tests' apps leave behind.
+    check = r"""
+import json, sys
+from celery import Celery
+from celery.worker.request import Request
+from kombu.message import Message
+msg, props, queue, task_name = json.load(sys.stdin)
+app = Celery("check", broker="memory://")
+app.conf.update(task_serializer="json", accept_content=["json"])
+seen = []
+@app.task(name=task_name, bind=True)
+def parse_run(self, run_id):
+    seen.append([run_id, self.request.id, self.request.retries])
+    return "ok"
+m = Message(body=msg["body"], headers=msg["headers"], properties=props,
+            content_type=props.get("content_type"),
+            content_encoding=props.get("content_encoding"),
+            delivery_info={"exchange": "", "routing_key": queue}, channel=None)
+req = Request(m, app=app, task=app.tasks[task_name])
+assert req.eta is not None
+print(json.dumps({"id": req.id, "args": req.args, "seen": (req.execute(), seen)[1]}))
+"""
+    payload = json.dumps([{"body": text(msg["body"]), "headers": msg["headers"]},
+                          {k: text(v) if isinstance(v, bytes) else v for k, v in p.items()},
+                          workers.queue, producer.TASK_NAME], default=str)
+    out = subprocess.run(["/usr/bin/python3", "-c", check], input=payload, text=True,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["id"] == task_id and result["args"] == [run_id], result
+    assert result["seen"] == [[run_id, task_id, 1]], result
     retire(env, run_id)
 
 

@@ -52,8 +52,12 @@ def finished_lines(worker):
     for line in worker.log().splitlines():
         rec = json.loads(line)
         msg = rec.get("msg", "")
-        if rec.get("run_id") and msg.startswith("task " + producer.TASK_NAME + " "):
-            out.append((rec["run_id"], msg.split()[2]))
+        words = msg.split()
+        # The executor's line: "task <name> <outcome> in <seconds> s". The supervisor's
+        # lines about a task ("task <name> <id> received ...") carry run_id too.
+        if (rec.get("run_id") and msg.startswith("task " + producer.TASK_NAME + " ")
+                and len(words) > 3 and words[3] == "in"):
+            out.append((rec["run_id"], words[2]))
     return out
 
 

@@ -91,4 +91,15 @@ CW_MUST_CHECK int amqp_conn_publish(struct amqp_conn *c, const char *exchange,
 CW_MUST_CHECK int amqp_conn_queue_count(struct amqp_conn *c, const char *queue, uint32_t *messages,
                                         struct cw_error *err);
 
+/* basic.get from queue WITHOUT auto-ack: the message stays the broker's until acked or
+ * nacked (or the connection closes, which requeues it). Returns 1 with *tag and *m (the
+ * caller destroys m with amqp_destroy_message), 0 when the queue has no ready message,
+ * -1 on error (err filled; the channel is then unusable). */
+CW_MUST_CHECK int amqp_conn_get(struct amqp_conn *c, const char *queue, uint64_t *tag,
+                                amqp_message_t *m, struct cw_error *err);
+/* basic.nack of tag (with multiple, also of every unacked delivery before it); with
+ * requeue the broker puts the messages back at their old place in the queue. */
+CW_MUST_CHECK int amqp_conn_nack(struct amqp_conn *c, uint64_t tag, bool multiple, bool requeue,
+                                 struct cw_error *err);
+
 #endif

@@ -1,6 +1,7 @@
-/* Reading a message of <queue>.dead (the inverse of dead_letter.h): what it is and why
- * it is there, and its properties as they were before dead-lettering, for a replay.
- * Pure module: no I/O, no logging. Never decodes a non-JSON body. */
+/* Reading a message of <queue>.dead (what dead_letter.h wrote): what it is and why it is
+ * there. (Its properties as they were before dead-lettering, for a replay, are
+ * dead_letter_restore_properties.) Pure module: no I/O, no logging. Never decodes a
+ * non-JSON body. */
 #ifndef CWORKER_DLQ_MESSAGE_H
 #define CWORKER_DLQ_MESSAGE_H
 
@@ -19,11 +20,5 @@
  * Strings that are not valid UTF-8 are shown with '?' for the bad bytes. */
 json_object *dlq_message_describe(const amqp_basic_properties_t *props, amqp_bytes_t body,
                                   long position, const char *run_task);
-
-/* *out = props without the x-cworker-* headers dead-lettering added; all other
- * properties and headers are kept as they are (memory in pool or props). The headers
- * flag is cleared when no header is left. */
-void dlq_message_restore_properties(const amqp_basic_properties_t *props, amqp_pool_t *pool,
-                                    amqp_basic_properties_t *out);
 
 #endif

@@ -414,3 +414,31 @@ int amqp_conn_queue_count(struct amqp_conn *c, const char *queue, uint32_t *mess
     *messages = ok->message_count;
     return 0;
 }
+
+int amqp_conn_get(struct amqp_conn *c, const char *queue, uint64_t *tag, amqp_message_t *m,
+                  struct cw_error *err)
+{
+    char what[300];
+    amqp_rpc_reply_t r;
+
+    snprintf(what, sizeof what, "basic.get from %s", queue);
+    /* the previous message's frames are done with: let rabbitmq-c reuse their memory */
+    amqp_maybe_release_buffers(c->state);
+    r = amqp_basic_get(c->state, AMQP_CONN_CHANNEL, amqp_cstring_bytes(queue), 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL)
+        return fail_reply(err, c, r, what);
+    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+        return 0;
+    *tag = ((const amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    r = amqp_read_message(c->state, AMQP_CONN_CHANNEL, m, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL)
+        return fail_reply(err, c, r, what);
+    return 1;
+}
+
+int amqp_conn_nack(struct amqp_conn *c, uint64_t tag, bool multiple, bool requeue,
+                   struct cw_error *err)
+{
+    int status = amqp_basic_nack(c->state, AMQP_CONN_CHANNEL, tag, multiple, requeue);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.nack");
+}

@@ -10,6 +10,7 @@
 #include "amqp_conn.h"
 #include "cmd_common.h"
 #include "commands.h"
+#include "dead_letter.h"
 #include "dlq_message.h"
 #include "xalloc.h"
 
@@ -81,52 +82,11 @@ static const struct cmd_spec replay_spec = {
 
 /* ---- the broker side ---- */
 
-static int fail_get(const struct amqp_conn *c, amqp_rpc_reply_t r, const char *queue,
-                    struct cw_error *err)
-{
-    const amqp_channel_close_t *m;
-
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "basic.get from %s on %s: %s", queue, c->where,
-                amqp_error_string2(r.library_error));
-    } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-               r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        m = r.reply.decoded;
-        CW_FAIL(err, CW_ERR_TRANSIENT, "basic.get from %s on %s: channel closed: %d %.*s", queue,
-                c->where, m->reply_code, (int)m->reply_text.len, (const char *)m->reply_text.bytes);
-    } else {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "basic.get from %s on %s failed", queue, c->where);
-    }
-    return -1;
-}
-
-/* basic.get without auto-ack. Returns 1 with *tag and *m (caller destroys it with
- * amqp_destroy_message), 0 when the queue has no ready message, -1 on error. */
-static int get_one(struct amqp_conn *c, const char *queue, uint64_t *tag, amqp_message_t *m,
-                   struct cw_error *err)
-{
-    amqp_rpc_reply_t r;
-
-    amqp_maybe_release_buffers(c->state);
-    r = amqp_basic_get(c->state, AMQP_CONN_CHANNEL, amqp_cstring_bytes(queue), 0);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        return fail_get(c, r, queue, err);
-    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
-        return 0;
-    *tag = ((const amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
-    r = amqp_read_message(c->state, AMQP_CONN_CHANNEL, m, 0);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        return fail_get(c, r, queue, err);
-    return 1;
-}
-
 /* Every unacked message up to `last` goes back to the queue, in its old place. */
 static int give_back(struct amqp_conn *c, uint64_t last, struct cw_error *err)
 {
-    int status = amqp_basic_nack(c->state, AMQP_CONN_CHANNEL, last, 1, 1);
-    if (status != AMQP_STATUS_OK) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "basic.nack on %s: %s (the broker requeues them anyway)",
-                c->where, amqp_error_string2(status));
+    if (amqp_conn_nack(c, last, true, true, err) != 0) {
+        CW_WRAP(err, "giving back the messages held (the broker requeues them anyway)");
         return -1;
     }
     return 0;
@@ -228,7 +188,7 @@ static int list_messages(struct amqp_conn *c, const char *dead, long limit, long
     int got = 0;
 
     for (*shown = 0; *shown < limit; (*shown)++) {
-        got = get_one(c, dead, &tag, &m, err);
+        got = amqp_conn_get(c, dead, &tag, &m, err);
         if (got <= 0)
             break;
         last = tag;
@@ -330,7 +290,7 @@ static int replay_one(struct replay *r, uint64_t tag, const amqp_message_t *m, j
         return -1;
     }
     init_amqp_pool(&pool, 1024);
-    dlq_message_restore_properties(&m->properties, &pool, &props);
+    dead_letter_restore_properties(&m->properties, &pool, &props);
     if (ensure_declared(r, target, err) == 0 &&
         amqp_conn_publish(&r->pub, "", target, &props, m->body, err) == 0) {
         if (amqp_conn_ack(&r->get, tag, err) == 0) {
@@ -359,7 +319,7 @@ static int replay_all(struct replay *r, uint32_t ready, struct cw_error *err)
     int got = 1, rc = 0;
 
     for (uint32_t pos = 1; pos <= ready && rc == 0; pos++) {
-        got = get_one(&r->get, r->dead, &tag, &m, err);
+        got = amqp_conn_get(&r->get, r->dead, &tag, &m, err);
         if (got <= 0)
             break;
         desc = dlq_message_describe(&m.properties, m.body, (long)pos, CMD_PARSE_RUN_TASK);

@@ -1,8 +1,9 @@
-/* Describing a dead-lettered message, and its properties before dead-lettering. */
+/* Describing a dead-lettered message for `cworker dlq list|replay`. */
 #include "dlq_message.h"
 
 #include "amqp_json.h"
 #include "celery_message.h"
+#include "dead_letter.h"
 #include "utf8.h"
 #include "xalloc.h"
 
@@ -11,9 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* Every header dead_letter_properties adds starts with this. */
-#define DEAD_LETTER_PREFIX "x-cworker-"
-#define V1_BODY_MAX_DEPTH  32
+#define V1_BODY_MAX_DEPTH 32
 
 /* Bytes as a JSON string, bad UTF-8 bytes and NULs shown as '?' (output stays JSON). */
 static json_object *text_json(const void *bytes, size_t len)
@@ -138,42 +137,12 @@ json_object *dlq_message_describe(const amqp_basic_properties_t *p, amqp_bytes_t
     json_object_object_add(o, "position", json_object_new_int64(position));
     if (!describe_decoded(p, body, run_task, o))
         describe_raw(p, body, o);
-    json_object_object_add(o, "reason", header_text(p, DEAD_LETTER_PREFIX "reason"));
-    json_object_object_add(o, "original_queue",
-                           header_text(p, DEAD_LETTER_PREFIX "original-queue"));
-    json_object_object_add(o, "dead_lettered_at",
-                           header_text(p, DEAD_LETTER_PREFIX "dead-lettered-at"));
+    json_object_object_add(o, "reason", header_text(p, DEAD_LETTER_REASON));
+    json_object_object_add(o, "original_queue", header_text(p, DEAD_LETTER_ORIGINAL_QUEUE));
+    json_object_object_add(o, "dead_lettered_at", header_text(p, DEAD_LETTER_AT));
     if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG)
         json_object_object_add(o, "content_type",
                                text_json(p->content_type.bytes, p->content_type.len));
     json_object_object_add(o, "body_bytes", json_object_new_int64((int64_t)body.len));
     return o;
-}
-
-static bool is_dead_letter_header(amqp_bytes_t key)
-{
-    size_t n = strlen(DEAD_LETTER_PREFIX);
-    return key.len >= n && memcmp(key.bytes, DEAD_LETTER_PREFIX, n) == 0;
-}
-
-void dlq_message_restore_properties(const amqp_basic_properties_t *props, amqp_pool_t *pool,
-                                    amqp_basic_properties_t *out)
-{
-    int nold = (props->_flags & AMQP_BASIC_HEADERS_FLAG) ? props->headers.num_entries : 0;
-    amqp_table_entry_t *entries;
-    int n = 0;
-
-    *out = *props;
-    if (nold == 0)
-        return;
-    entries = amqp_pool_alloc(pool, sizeof(*entries) * (size_t)nold);
-    if (entries == NULL)
-        abort(); /* out of memory: same policy as cw_xmalloc */
-    for (int i = 0; i < nold; i++)
-        if (!is_dead_letter_header(props->headers.entries[i].key))
-            entries[n++] = props->headers.entries[i];
-    out->headers.num_entries = n;
-    out->headers.entries = entries;
-    if (n == 0)
-        out->_flags &= ~AMQP_BASIC_HEADERS_FLAG;
 }

@@ -80,7 +80,7 @@ static void test_describe_and_restore_a_parse_run(void **state)
     assert_null(get(d, "run_id"));
     json_object_put(d);
 
-    dlq_message_restore_properties(&dl, &pool, &back);
+    dead_letter_restore_properties(&dl, &pool, &back);
     assert_true(back._flags & AMQP_BASIC_HEADERS_FLAG);
     assert_int_equal(back.headers.num_entries, 4);
     for (int i = 0; i < 4; i++) {
@@ -128,7 +128,7 @@ static void test_protocol1_ids_from_the_body(void **state)
     json_object_put(d);
     /* only dead-letter headers: the restored message has no headers at all */
     init_amqp_pool(&pool, 256);
-    dlq_message_restore_properties(&p, &pool, &back);
+    dead_letter_restore_properties(&p, &pool, &back);
     assert_false(back._flags & AMQP_BASIC_HEADERS_FLAG);
     assert_int_equal(back.headers.num_entries, 0);
     empty_amqp_pool(&pool);

@@ -45,7 +45,10 @@ static void publish_retry(struct supervisor *s, struct delivery *d, int next_ret
 
 static void trip_breaker(struct supervisor *s, const char *why)
 {
-    s->paused_until = clock_monotonic() + s->breaker_delay;
+    double now = clock_monotonic();
+    if (now < s->paused_until)
+        return; /* already open: the other executors' requeues report the same outage */
+    s->paused_until = now + s->breaker_delay;
     log_warn("pausing task intake for %.0f s: %s", s->breaker_delay, why);
     s->breaker_delay = fmin(s->breaker_delay * 2, MAX_BREAKER_DELAY);
 }

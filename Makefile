@@ -22,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all unit asan integration test deps services-start services-stop demo demo-stop \
-        format format-check clean bench valgrind
+        format format-check clean valgrind chaos
 
 all: $(BUILD)/cworker
 
@@ -64,6 +64,12 @@ integration:
 
 test: deps
 	$(MAKE) all unit asan integration
+
+# A chaos run against the private services: kills executors and workers, restarts RabbitMQ
+# and PostgreSQL while runs flow, then checks that no run is lost, duplicated or partial.
+chaos: all
+	bash tests/env/services.sh start
+	SHARED=$(SHARED) $(PYTHON) tests/py/chaos.py --runs 200 --seconds 75
 
 services-start:
 	bash tests/env/services.sh start

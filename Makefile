@@ -63,7 +63,7 @@ integration:
 	  $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration
 
 test: deps
-	$(MAKE) all unit asan integration
+	$(MAKE) format-check all unit asan integration
 
 # A chaos run against the private services: kills executors and workers, restarts RabbitMQ
 # and PostgreSQL while runs flow, then checks that no run is lost, duplicated or partial.
@@ -88,7 +88,8 @@ format:
 	clang-format -i $$(find worker include tests -name '*.[ch]')
 
 format-check:
-	clang-format --dry-run -Werror $$(find worker include tests -name '*.[ch]')
+	@echo "  FORMAT-CHECK (clang-format, .clang-format)"
+	@clang-format --dry-run -Werror $$(find worker include tests -name "*.[ch]")
 
 clean:
 	rm -rf build build-asan

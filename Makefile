@@ -22,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all unit asan integration test deps services-start services-stop demo demo-stop \
-        format format-check clean valgrind chaos
+        format format-check clean valgrind chaos bench
 
 all: $(BUILD)/cworker
 
@@ -70,6 +70,12 @@ test: deps
 chaos: all
 	bash tests/env/services.sh start
 	SHARED=$(SHARED) $(PYTHON) tests/py/chaos.py --runs 200 --seconds 75
+
+# Throughput, memory and CPU of cworker against a Python Celery worker doing the same job
+# (tests/bench/py_worker.py), printed as ratios and written to .state/bench.json; never a
+# pass/fail on speed. BENCH_RUNS (200) and BENCH_REPEAT (2) size it.
+bench:
+	SHARED=$(SHARED) $(PYTHON) tests/bench/bench.py
 
 services-start:
 	bash tests/env/services.sh start

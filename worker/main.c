@@ -1,10 +1,10 @@
 /* cworker: a Celery-compatible worker for parse_run jobs. Subcommands: run, migrate, and the
  * operator commands of commands.h. */
-#include "commands.h"
-#include "config.h"
-#include "log.h"
-#include "migrate.h"
-#include "supervisor.h"
+#include "ops/commands.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "db/migrate.h"
+#include "supervisor/supervisor.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "archive_path.h"
+#include "ingest/archive_path.h"
 
 static void expect_ok(const char *raw, const char *want, int want_depth)
 {

@@ -14,9 +14,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "archive_reader.h"
-#include "strbuf.h"
-#include "xalloc.h"
+#include "ingest/archive_reader.h"
+#include "base/strbuf.h"
+#include "base/xalloc.h"
 
 #define PALOALTO_DIR TESTDATA_DIR "/splunk_ta_paloalto/default"
 #define TOP          "Splunk_TA_paloalto"

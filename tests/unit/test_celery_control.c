@@ -2,7 +2,7 @@
  * publishes, captured by patching kombu's Producer._publish, properties serialised by
  * py-amqp 5.1.1), node selection, and replies compared with a Celery 5.2.6 worker's
  * (captured on this machine with `celery inspect`/`control` against `celery worker`). */
-#include "celery_control.h"
+#include "celery/control.h"
 
 #include <amqp_framing.h>
 #include <setjmp.h>

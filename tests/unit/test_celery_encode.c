@@ -1,9 +1,9 @@
 /* Unit tests for the new-task encoder (celery_encode): byte for byte what Celery 5.2
  * publishes for send_task("app.worker.tasks.parse_run", args=[42]), and what the
  * worker's own decoder reads back. */
-#include "celery_encode.h"
+#include "celery/encode.h"
 
-#include "amqp_json.h"
+#include "mq/json.h"
 
 #include <amqp_framing.h>
 #include <setjmp.h>

@@ -2,7 +2,7 @@
  * worker publishes them (captured on this machine from `celery worker -E` on the celeryev
  * exchange), and the Python text forms (saferepr, exception repr, float repr) compared
  * with what Celery's own functions printed for the same values. */
-#include "celery_events.h"
+#include "celery/events.h"
 
 #include <amqp_framing.h>
 #include <setjmp.h>

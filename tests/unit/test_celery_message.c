@@ -1,8 +1,8 @@
 /* Unit tests for the Celery message codec (celery_message, celery_time, amqp_json, kombu_json). */
-#include "celery_message.h"
+#include "celery/message.h"
 
-#include "amqp_json.h"
-#include "kombu_json.h"
+#include "mq/json.h"
+#include "celery/kombu_json.h"
 
 #include <amqp_framing.h>
 #include <math.h>
@@ -325,7 +325,7 @@ static void test_header_kinds_to_json(void **state)
     top.kind = AMQP_FIELD_KIND_TABLE;
     top.value.table = as_table(&t);
     cw_error_clear(&err);
-    assert_int_equal(amqp_json_from_field(&top, &j, &err), 0);
+    assert_int_equal(mq_json_from_field(&top, &j, &err), 0);
     assert_string_equal(
         json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN),
         "{\"i8\":-8,\"u8\":200,\"i16\":-16000,\"u16\":65000,\"i32\":-2000000000,"
@@ -335,8 +335,8 @@ static void test_header_kinds_to_json(void **state)
         "\"tbl\":{\"k\":\"v\"}}");
     assert_true(json_object_object_get_ex(j, "i8", &v));
     assert_int_equal(json_object_get_int(v), -8);
-    assert_ptr_equal(amqp_json_table_get(&top.value.table, "i8"), &t.e[0].value);
-    assert_null(amqp_json_table_get(&top.value.table, "missing"));
+    assert_ptr_equal(mq_json_table_get(&top.value.table, "i8"), &t.e[0].value);
+    assert_null(mq_json_table_get(&top.value.table, "missing"));
     json_object_put(j);
 }
 
@@ -372,22 +372,22 @@ static void test_header_unknown_ignored(void **state)
 
 static void test_header_nesting_limit(void **state)
 {
-    amqp_field_value_t levels[AMQP_JSON_MAX_DEPTH + 2];
+    amqp_field_value_t levels[MQ_JSON_MAX_DEPTH + 2];
     json_object *j = NULL;
     struct cw_error err;
 
     (void)state;
-    for (int i = 0; i < AMQP_JSON_MAX_DEPTH + 2; i++) {
+    for (int i = 0; i < MQ_JSON_MAX_DEPTH + 2; i++) {
         levels[i].kind = AMQP_FIELD_KIND_ARRAY;
-        levels[i].value.array.num_entries = (i + 1 < AMQP_JSON_MAX_DEPTH + 2) ? 1 : 0;
-        levels[i].value.array.entries = (i + 1 < AMQP_JSON_MAX_DEPTH + 2) ? &levels[i + 1] : NULL;
+        levels[i].value.array.num_entries = (i + 1 < MQ_JSON_MAX_DEPTH + 2) ? 1 : 0;
+        levels[i].value.array.entries = (i + 1 < MQ_JSON_MAX_DEPTH + 2) ? &levels[i + 1] : NULL;
     }
     cw_error_clear(&err);
-    assert_int_equal(amqp_json_from_field(&levels[0], &j, &err), -1);
+    assert_int_equal(mq_json_from_field(&levels[0], &j, &err), -1);
     assert_null(j);
     assert_int_equal(err.cls, CW_ERR_PERMANENT);
     /* one level less is fine */
-    assert_int_equal(amqp_json_from_field(&levels[1], &j, &err), 0);
+    assert_int_equal(mq_json_from_field(&levels[1], &j, &err), 0);
     json_object_put(j);
 }
 
@@ -1124,16 +1124,16 @@ static void test_retry_roundtrip_positional(void **state)
     assert_true(o.props._flags & AMQP_BASIC_DELIVERY_MODE_FLAG);
     assert_int_equal(o.props.delivery_mode, 2);
     /* integers in the kinds py-amqp reads back as Python ints */
-    v = amqp_json_table_get(&o.props.headers, "retries");
+    v = mq_json_table_get(&o.props.headers, "retries");
     assert_non_null(v);
     assert_int_equal(v->kind, AMQP_FIELD_KIND_I32);
     assert_int_equal(v->value.i32, 1);
-    v = amqp_json_table_get(&o.props.headers, "eta");
+    v = mq_json_table_get(&o.props.headers, "eta");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_UTF8);
     assert_int_equal(v->value.bytes.len, strlen("2026-11-24T21:01:00.250000+00:00"));
     assert_memory_equal(v->value.bytes.bytes, "2026-11-24T21:01:00.250000+00:00",
                         v->value.bytes.len);
-    v = amqp_json_table_get(&o.props.headers, "group");
+    v = mq_json_table_get(&o.props.headers, "group");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_VOID);
     assert_int_equal(o.body.len, strlen(real_positional_body) - 9); /* no spaces */
 
@@ -1184,7 +1184,7 @@ static void test_retry_roundtrip_keeps_headers(void **state)
     real_props(&m, real_keyword_props, sizeof(real_keyword_props));
     decode_ok(m.props, real_keyword_body, &t);
     encode_ok(&t, EPOCH_2026_11_24_21, 180, &o);
-    v = amqp_json_table_get(&o.props.headers, "timelimit");
+    v = mq_json_table_get(&o.props.headers, "timelimit");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_ARRAY);
     assert_int_equal(v->value.array.num_entries, 2);
     assert_int_equal(v->value.array.entries[0].kind, AMQP_FIELD_KIND_I32); /* 3600 stays int */
@@ -1359,25 +1359,25 @@ static void test_json_to_amqp(void **state)
     (void)state;
     init_amqp_pool(&pool, 1024);
     cw_error_clear(&err);
-    assert_int_equal(amqp_json_to_table(j, &pool, &table, &err), 0);
-    v = amqp_json_table_get(&table, "small");
+    assert_int_equal(mq_json_to_table(j, &pool, &table, &err), 0);
+    v = mq_json_table_get(&table, "small");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_I32);
     assert_int_equal(v->value.i32, -7);
-    v = amqp_json_table_get(&table, "big");
+    v = mq_json_table_get(&table, "big");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_U64); /* py-amqp's signed 'L' */
     assert_true((int64_t)v->value.u64 == -5000000000LL);
-    v = amqp_json_table_get(&table, "d");
+    v = mq_json_table_get(&table, "d");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_F64);
-    v = amqp_json_table_get(&table, "t");
+    v = mq_json_table_get(&table, "t");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_BOOLEAN);
-    v = amqp_json_table_get(&table, "n");
+    v = mq_json_table_get(&table, "n");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_VOID);
-    v = amqp_json_table_get(&table, "o");
+    v = mq_json_table_get(&table, "o");
     assert_int_equal(v->kind, AMQP_FIELD_KIND_TABLE);
     /* and back: the same JSON */
     top.kind = AMQP_FIELD_KIND_TABLE;
     top.value.table = table;
-    assert_int_equal(amqp_json_from_field(&top, &back, &err), 0);
+    assert_int_equal(mq_json_from_field(&top, &back, &err), 0);
     assert_string_equal(json_text(back), json_text(j));
     json_object_put(back);
 
@@ -1385,18 +1385,18 @@ static void test_json_to_amqp(void **state)
     memset(key, 'k', sizeof(key) - 1);
     key[sizeof(key) - 1] = '\0';
     json_object_object_add(j, key, NULL);
-    assert_int_equal(amqp_json_to_table(j, &pool, &table, &err), -1);
+    assert_int_equal(mq_json_to_table(j, &pool, &table, &err), -1);
     assert_int_equal(err.cls, CW_ERR_PERMANENT);
     json_object_put(j);
 
     /* nesting limit */
     j = json_object_new_array();
-    for (int i = 0; i < AMQP_JSON_MAX_DEPTH + 1; i++) {
+    for (int i = 0; i < MQ_JSON_MAX_DEPTH + 1; i++) {
         json_object *outer = json_object_new_array();
         json_object_array_add(outer, j);
         j = outer;
     }
-    assert_int_equal(amqp_json_to_field(j, &pool, &top, &err), -1);
+    assert_int_equal(mq_json_to_field(j, &pool, &top, &err), -1);
     json_object_put(j);
     empty_amqp_pool(&pool);
 }

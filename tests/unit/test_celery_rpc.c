@@ -1,6 +1,6 @@
 /* Unit tests for celery_rpc: result messages compared with what a Celery 5.2.6 worker with
  * result_backend="rpc://" published on this machine (captured from the client's side). */
-#include "celery_rpc.h"
+#include "celery/rpc.h"
 
 #include <amqp_framing.h>
 #include <setjmp.h>

@@ -5,9 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "conf_parser.h"
-#include "utf8.h"
-#include "xalloc.h"
+#include "ingest/conf_parser.h"
+#include "base/utf8.h"
+#include "base/xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

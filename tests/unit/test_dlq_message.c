@@ -1,9 +1,9 @@
 /* Unit tests for dlq_message: describing what dead_letter_properties produced, and
  * undoing it for a replay. */
-#include "dlq_message.h"
+#include "ops/dlq_message.h"
 
-#include "amqp_json.h"
-#include "dead_letter.h"
+#include "mq/json.h"
+#include "mq/dead_letter.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -5,9 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "conf_parser.h"
-#include "copy_text.h"
-#include "projections.h"
+#include "ingest/conf_parser.h"
+#include "ingest/copy_text.h"
+#include "ingest/projections.h"
 
 #include <stdio.h>
 #include <stdlib.h>

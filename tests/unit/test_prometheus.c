@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "prometheus.h"
-#include "worker_stats.h"
+#include "ops/prometheus.h"
+#include "ops/worker_stats.h"
 
 #include <math.h>
 #include <stdio.h>

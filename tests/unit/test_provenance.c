@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "provenance.h"
+#include "ingest/provenance.h"
 
 #include <stdio.h>
 #include <string.h>

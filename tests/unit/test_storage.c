@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "storage.h"
+#include "ingest/storage.h"
 
 #define PROPS TESTDATA_DIR "/splunk_ta_paloalto/default/props.conf"
 

@@ -1,13 +1,13 @@
 /* Supervisor: the consumer and publisher AMQP connections, acks, confirmed publishing, QoS. */
-#include "supervisor_internal.h"
-#include "channel.h"
-#include "clock.h"
-#include "dead_letter.h"
-#include "executor.h"
-#include "http_server.h"
-#include "log.h"
-#include "task.h"
-#include "xalloc.h"
+#include "supervisor/internal.h"
+#include "executor/channel.h"
+#include "base/clock.h"
+#include "mq/dead_letter.h"
+#include "executor/executor.h"
+#include "ops/http_server.h"
+#include "base/log.h"
+#include "tasks/task.h"
+#include "base/xalloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,8 +24,8 @@
 void sup_consumer_lost(struct supervisor *s, const struct cw_error *err)
 {
     log_error("broker connection lost: %s", err->message);
-    amqp_conn_close(&s->consumer);
-    amqp_conn_close(&s->publisher);
+    mq_conn_close(&s->consumer);
+    mq_conn_close(&s->publisher);
     s->reconnect_at = clock_monotonic() + s->reconnect_delay;
 }
 
@@ -43,19 +43,19 @@ static int base_prefetch(const struct cw_config *cfg)
 static int open_consumer(struct supervisor *s, struct cw_error *err)
 {
     const struct cw_config *cfg = s->cfg;
-    if (amqp_conn_open(&s->consumer, cfg->broker_url, AMQP_HEARTBEAT_S, err) != 0)
+    if (mq_conn_open(&s->consumer, cfg->broker_url, AMQP_HEARTBEAT_S, err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++)
-        if (amqp_conn_declare_topology(&s->consumer, cfg->queues[q], cfg->retry_delays,
-                                       cfg->nretry_delays, err) != 0)
+        if (mq_conn_declare_topology(&s->consumer, cfg->queues[q], cfg->retry_delays,
+                                     cfg->nretry_delays, err) != 0)
             return -1;
     s->prefetch = base_prefetch(cfg);
-    if (amqp_conn_set_prefetch(&s->consumer, (uint16_t)s->prefetch, err) != 0)
+    if (mq_conn_set_prefetch(&s->consumer, (uint16_t)s->prefetch, err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++) {
         char tag[64];
         sup_consumer_tag(q, tag, sizeof tag);
-        if (amqp_conn_consume(&s->consumer, cfg->queues[q], tag, false, err) != 0)
+        if (mq_conn_consume(&s->consumer, cfg->queues[q], tag, false, err) != 0)
             return -1;
     }
     if (sup_control_declare(s, err) != 0) {
@@ -67,11 +67,11 @@ static int open_consumer(struct supervisor *s, struct cw_error *err)
 
 void sup_ensure_consumer(struct supervisor *s, double now)
 {
-    if (amqp_conn_is_open(&s->consumer) || s->draining || now < s->reconnect_at)
+    if (mq_conn_is_open(&s->consumer) || s->draining || now < s->reconnect_at)
         return;
     struct cw_error err;
     if (open_consumer(s, &err) != 0) {
-        amqp_conn_close(&s->consumer);
+        mq_conn_close(&s->consumer);
         log_warn("cannot reach the broker (next try in %.0f s): %s", s->reconnect_delay,
                  err.message);
         s->reconnect_at = now + s->reconnect_delay;
@@ -86,12 +86,12 @@ void sup_ensure_consumer(struct supervisor *s, double now)
 
 static int ensure_publisher(struct supervisor *s, struct cw_error *err)
 {
-    if (amqp_conn_is_open(&s->publisher))
+    if (mq_conn_is_open(&s->publisher))
         return 0;
     /* No heartbeats: this connection is only used in short synchronous bursts. */
-    if (amqp_conn_open(&s->publisher, s->cfg->broker_url, 0, err) != 0 ||
-        amqp_conn_enable_confirms(&s->publisher, err) != 0) {
-        amqp_conn_close(&s->publisher);
+    if (mq_conn_open(&s->publisher, s->cfg->broker_url, 0, err) != 0 ||
+        mq_conn_enable_confirms(&s->publisher, err) != 0) {
+        mq_conn_close(&s->publisher);
         return -1;
     }
     return 0;
@@ -109,8 +109,8 @@ int sup_publish_to(struct supervisor *s, const char *exchange, const char *routi
 {
     if (ensure_publisher(s, err) != 0)
         return -1;
-    if (amqp_conn_publish(&s->publisher, exchange, routing_key, props, body, err) != 0) {
-        amqp_conn_close(&s->publisher);
+    if (mq_conn_publish(&s->publisher, exchange, routing_key, props, body, err) != 0) {
+        mq_conn_close(&s->publisher);
         return -1;
     }
     return 0;
@@ -125,8 +125,8 @@ void sup_settle(struct supervisor *s, struct delivery *d, bool ack, bool requeue
         return;
     }
     struct cw_error err;
-    int rc = ack ? amqp_conn_ack(&s->consumer, d->tag, &err)
-                 : amqp_conn_reject(&s->consumer, d->tag, requeue, &err);
+    int rc = ack ? mq_conn_ack(&s->consumer, d->tag, &err)
+                 : mq_conn_reject(&s->consumer, d->tag, requeue, &err);
     if (rc != 0)
         sup_consumer_lost(s, &err);
 }
@@ -143,11 +143,10 @@ void sup_count_waiting_retries(struct supervisor *s, double now)
         for (int i = 0; i < s->cfg->nretry_delays; i++) {
             char name[300];
             uint32_t n = 0;
-            amqp_conn_retry_queue_name(s->cfg->queues[q], s->cfg->retry_delays[i], name,
-                                       sizeof name);
+            mq_conn_retry_queue_name(s->cfg->queues[q], s->cfg->retry_delays[i], name, sizeof name);
             if (ensure_publisher(s, &err) != 0 ||
-                amqp_conn_queue_count(&s->publisher, name, &n, &err) != 0) {
-                amqp_conn_close(&s->publisher);
+                mq_conn_queue_count(&s->publisher, name, &n, &err) != 0) {
+                mq_conn_close(&s->publisher);
                 s->retries_waiting = -1;
                 return;
             }
@@ -161,7 +160,7 @@ void sup_count_waiting_retries(struct supervisor *s, double now)
  * for each so countdown tasks never stop the worker from taking runnable ones. */
 void sup_adjust_prefetch(struct supervisor *s, double now)
 {
-    if (!amqp_conn_is_open(&s->consumer) || s->draining)
+    if (!mq_conn_is_open(&s->consumer) || s->draining)
         return;
     int held = 0;
     for (struct delivery *d = s->pending; d; d = d->next)
@@ -172,7 +171,7 @@ void sup_adjust_prefetch(struct supervisor *s, double now)
     if (want == s->prefetch)
         return;
     struct cw_error err;
-    if (amqp_conn_set_prefetch(&s->consumer, (uint16_t)want, &err) != 0) {
+    if (mq_conn_set_prefetch(&s->consumer, (uint16_t)want, &err) != 0) {
         sup_consumer_lost(s, &err);
         return;
     }

@@ -2,12 +2,12 @@
  * the node's own queue bound to the celery.pidbox fanout exchange, replies on
  * reply.celery.pidbox. Requests are consumed without acks (as kombu does), so a full
  * prefetch window never delays them. */
-#include "supervisor_internal.h"
-#include "celery_control.h"
-#include "clock.h"
-#include "log.h"
-#include "task.h"
-#include "xalloc.h"
+#include "supervisor/internal.h"
+#include "celery/control.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "tasks/task.h"
+#include "base/xalloc.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -23,34 +23,33 @@ static void pidbox_tag(char *out, size_t len)
 
 int sup_control_declare(struct supervisor *s, struct cw_error *err)
 {
-    struct amqp_conn *c = &s->consumer;
-    if (amqp_conn_declare_exchange(c, CELERY_CONTROL_EXCHANGE, CELERY_CONTROL_EXCHANGE_TYPE,
-                                   CELERY_CONTROL_EXCHANGE_DURABLE,
-                                   CELERY_CONTROL_EXCHANGE_AUTO_DELETE, err) != 0 ||
-        amqp_conn_declare_exchange(c, CELERY_CONTROL_REPLY_EXCHANGE,
-                                   CELERY_CONTROL_REPLY_EXCHANGE_TYPE,
-                                   CELERY_CONTROL_REPLY_EXCHANGE_DURABLE,
-                                   CELERY_CONTROL_REPLY_EXCHANGE_AUTO_DELETE, err) != 0 ||
-        amqp_conn_declare_exchange(c, CELERY_EVENTS_EXCHANGE, CELERY_EVENTS_EXCHANGE_TYPE,
-                                   CELERY_EVENTS_EXCHANGE_DURABLE,
-                                   CELERY_EVENTS_EXCHANGE_AUTO_DELETE, err) != 0)
+    struct mq_conn *c = &s->consumer;
+    if (mq_conn_declare_exchange(c, CELERY_CONTROL_EXCHANGE, CELERY_CONTROL_EXCHANGE_TYPE,
+                                 CELERY_CONTROL_EXCHANGE_DURABLE,
+                                 CELERY_CONTROL_EXCHANGE_AUTO_DELETE, err) != 0 ||
+        mq_conn_declare_exchange(c, CELERY_CONTROL_REPLY_EXCHANGE,
+                                 CELERY_CONTROL_REPLY_EXCHANGE_TYPE,
+                                 CELERY_CONTROL_REPLY_EXCHANGE_DURABLE,
+                                 CELERY_CONTROL_REPLY_EXCHANGE_AUTO_DELETE, err) != 0 ||
+        mq_conn_declare_exchange(c, CELERY_EVENTS_EXCHANGE, CELERY_EVENTS_EXCHANGE_TYPE,
+                                 CELERY_EVENTS_EXCHANGE_DURABLE, CELERY_EVENTS_EXCHANGE_AUTO_DELETE,
+                                 err) != 0)
         return -1;
     char queue[400], tag[64];
     celery_control_queue_name(s->cfg->nodename, queue, sizeof queue);
     amqp_pool_t pool;
     init_amqp_pool(&pool, 1024);
-    struct amqp_conn_queue_opts opts = {CELERY_CONTROL_QUEUE_DURABLE,
-                                        CELERY_CONTROL_QUEUE_EXCLUSIVE,
-                                        CELERY_CONTROL_QUEUE_AUTO_DELETE, amqp_empty_table};
+    struct mq_conn_queue_opts opts = {CELERY_CONTROL_QUEUE_DURABLE, CELERY_CONTROL_QUEUE_EXCLUSIVE,
+                                      CELERY_CONTROL_QUEUE_AUTO_DELETE, amqp_empty_table};
     int rc = celery_control_queue_arguments(&pool, &opts.arguments, err);
     if (rc == 0)
-        rc = amqp_conn_declare_queue(c, queue, &opts, err);
+        rc = mq_conn_declare_queue(c, queue, &opts, err);
     empty_amqp_pool(&pool);
     if (rc != 0 ||
-        amqp_conn_bind(c, queue, CELERY_CONTROL_EXCHANGE, CELERY_CONTROL_BINDING_KEY, err) != 0)
+        mq_conn_bind(c, queue, CELERY_CONTROL_EXCHANGE, CELERY_CONTROL_BINDING_KEY, err) != 0)
         return -1;
     pidbox_tag(tag, sizeof tag);
-    return amqp_conn_consume(c, queue, tag, true, err);
+    return mq_conn_consume(c, queue, tag, true, err);
 }
 
 bool sup_control_owns(const struct supervisor *s, amqp_bytes_t consumer_tag)

@@ -1,13 +1,13 @@
 /* Supervisor: decoding deliveries, dead-lettering, the pending list, dispatch to executors. */
-#include "supervisor_internal.h"
-#include "channel.h"
-#include "clock.h"
-#include "dead_letter.h"
-#include "executor.h"
-#include "http_server.h"
-#include "log.h"
-#include "task.h"
-#include "xalloc.h"
+#include "supervisor/internal.h"
+#include "executor/channel.h"
+#include "base/clock.h"
+#include "mq/dead_letter.h"
+#include "executor/executor.h"
+#include "ops/http_server.h"
+#include "base/log.h"
+#include "tasks/task.h"
+#include "base/xalloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -50,7 +50,7 @@ const char *sup_queue_name(const struct supervisor *s, const struct delivery *d)
 
 bool sup_delivery_is_current(const struct supervisor *s, const struct delivery *d)
 {
-    return d->generation == s->generation && amqp_conn_is_open(&s->consumer);
+    return d->generation == s->generation && mq_conn_is_open(&s->consumer);
 }
 
 static void dead_letter(struct supervisor *s, const amqp_envelope_t *env, int queue,
@@ -167,10 +167,10 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
 
 void sup_read_deliveries(struct supervisor *s)
 {
-    for (int i = 0; i < DELIVERIES_PER_ROUND && amqp_conn_is_open(&s->consumer); i++) {
+    for (int i = 0; i < DELIVERIES_PER_ROUND && mq_conn_is_open(&s->consumer); i++) {
         amqp_envelope_t env;
         struct cw_error err;
-        int got = amqp_conn_next_delivery(&s->consumer, 0, &env, &err);
+        int got = mq_conn_next_delivery(&s->consumer, 0, &env, &err);
         if (got < 0) {
             sup_consumer_lost(s, &err);
             return;

@@ -1,9 +1,9 @@
 /* Supervisor: Celery events on the celeryev exchange. worker-* events are always sent
  * (as a Celery worker does unless told not to); task-* events when enabled. Events are
  * best effort, as in Celery: a failed publish is logged and dropped, never retried. */
-#include "supervisor_internal.h"
-#include "clock.h"
-#include "log.h"
+#include "supervisor/internal.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +23,7 @@ void sup_events_init(struct supervisor *s)
     s->ident.clock = &s->clock;
     s->task_events = s->cfg->task_events;
     s->started_wall = clock_wall();
-    if (amqp_conn_parse_url(s->cfg->broker_url, &s->broker_info, &s->broker_url) != 0) {
+    if (mq_conn_parse_url(s->cfg->broker_url, &s->broker_info, &s->broker_url) != 0) {
         free(s->broker_url);
         s->broker_url = NULL;
     }
@@ -64,7 +64,7 @@ static void worker_event(struct supervisor *s, enum celery_worker_event type)
 
 void sup_events_tick(struct supervisor *s, double now)
 {
-    if (!amqp_conn_is_open(&s->consumer) || s->draining)
+    if (!mq_conn_is_open(&s->consumer) || s->draining)
         return;
     if (s->online_generation != s->generation) {
         s->online_generation = s->generation;
@@ -79,7 +79,7 @@ void sup_events_tick(struct supervisor *s, double now)
 
 void sup_event_worker_offline(struct supervisor *s)
 {
-    if (amqp_conn_is_open(&s->consumer) || amqp_conn_is_open(&s->publisher))
+    if (mq_conn_is_open(&s->consumer) || mq_conn_is_open(&s->publisher))
         worker_event(s, CELERY_WORKER_OFFLINE);
 }
 

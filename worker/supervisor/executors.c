@@ -1,13 +1,13 @@
 /* Supervisor: the executor process table (spawn, reap, respawn, hard time limits). */
-#include "supervisor_internal.h"
-#include "channel.h"
-#include "clock.h"
-#include "dead_letter.h"
-#include "executor.h"
-#include "http_server.h"
-#include "log.h"
-#include "task.h"
-#include "xalloc.h"
+#include "supervisor/internal.h"
+#include "executor/channel.h"
+#include "base/clock.h"
+#include "mq/dead_letter.h"
+#include "executor/executor.h"
+#include "ops/http_server.h"
+#include "base/log.h"
+#include "tasks/task.h"
+#include "base/xalloc.h"
 
 #include <errno.h>
 #include <inttypes.h>

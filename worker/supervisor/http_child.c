@@ -1,13 +1,13 @@
 /* Supervisor: the HTTP listener process and the snapshots it serves. */
-#include "supervisor_internal.h"
-#include "channel.h"
-#include "clock.h"
-#include "dead_letter.h"
-#include "executor.h"
-#include "http_server.h"
-#include "log.h"
-#include "task.h"
-#include "xalloc.h"
+#include "supervisor/internal.h"
+#include "executor/channel.h"
+#include "base/clock.h"
+#include "mq/dead_letter.h"
+#include "executor/executor.h"
+#include "ops/http_server.h"
+#include "base/log.h"
+#include "tasks/task.h"
+#include "base/xalloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -83,7 +83,7 @@ void sup_send_snapshot(struct supervisor *s, double now)
         pending++;
     struct worker_gauges g = {s->cfg->nodename,
                               clock_wall(),
-                              amqp_conn_is_open(&s->consumer),
+                              mq_conn_is_open(&s->consumer),
                               now < s->paused_until,
                               s->nexec,
                               sup_busy_executors(s),

@@ -1,13 +1,13 @@
 /* Supervisor: acting on executor results (ack, retry, requeue) and on stuck-run sweeps. */
-#include "supervisor_internal.h"
-#include "channel.h"
-#include "clock.h"
-#include "dead_letter.h"
-#include "executor.h"
-#include "http_server.h"
-#include "log.h"
-#include "task.h"
-#include "xalloc.h"
+#include "supervisor/internal.h"
+#include "executor/channel.h"
+#include "base/clock.h"
+#include "mq/dead_letter.h"
+#include "executor/executor.h"
+#include "ops/http_server.h"
+#include "base/log.h"
+#include "tasks/task.h"
+#include "base/xalloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -26,8 +26,8 @@ static void publish_retry(struct supervisor *s, struct delivery *d, int next_ret
     const struct cw_config *cfg = s->cfg;
     int slot = next_retries - 1 < cfg->nretry_delays ? next_retries - 1 : cfg->nretry_delays - 1;
     char routing_key[300];
-    amqp_conn_retry_queue_name(sup_queue_name(s, d), cfg->retry_delays[slot < 0 ? 0 : slot],
-                               routing_key, sizeof routing_key);
+    mq_conn_retry_queue_name(sup_queue_name(s, d), cfg->retry_delays[slot < 0 ? 0 : slot],
+                             routing_key, sizeof routing_key);
     struct celery_outgoing out;
     struct cw_error err;
     if (celery_message_encode_retry(&d->task, clock_wall(), delay, &out, &err) != 0 ||

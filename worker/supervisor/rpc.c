@@ -2,10 +2,10 @@
  * AsyncResult.get() returns cworker's result or raises its failure. Sent when the message
  * has reply_to and does not ask to ignore its result; best effort, like events (the
  * producer's reply queue may be gone). */
-#include "supervisor_internal.h"
-#include "celery_rpc.h"
-#include "clock.h"
-#include "log.h"
+#include "supervisor/internal.h"
+#include "celery/rpc.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,15 +1,15 @@
 /* app.worker.tasks.parse_run(run_id): an uploaded Splunk archive becomes stanzas and typed
  * rows in PostgreSQL (DESIGN 1.5). Parsing happens before the one write transaction, so a
  * failure at any point leaves no partial rows. */
-#include "archive_reader.h"
-#include "clock.h"
-#include "conf_parser.h"
-#include "log.h"
-#include "projections.h"
-#include "retry_policy.h"
-#include "storage.h"
-#include "task.h"
-#include "xalloc.h"
+#include "ingest/archive_reader.h"
+#include "base/clock.h"
+#include "ingest/conf_parser.h"
+#include "base/log.h"
+#include "ingest/projections.h"
+#include "tasks/retry_policy.h"
+#include "ingest/storage.h"
+#include "tasks/task.h"
+#include "base/xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,0 +1,102 @@
+/* One AMQP connection (rabbitmq-c) with one channel: connect from a URL, declare the
+ * Celery topology exactly as kombu does, consume with manual acks, publish with confirms.
+ *
+ * The supervisor keeps two: a consumer connection and a publisher connection.
+ * rabbitmq-c 0.11 has no public way to wait for a frame on one channel while keeping
+ * the others, so waiting for a publisher confirm on the consuming connection could
+ * swallow a delivery; a separate connection makes the confirm wait see only confirms. */
+#ifndef CWORKER_MQ_CONN_H
+#define CWORKER_MQ_CONN_H
+
+#include "base/error.h"
+
+#include <amqp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct mq_conn {
+    amqp_connection_state_t state; /* NULL when closed */
+    char where[300];               /* host:port/vhost for messages: never the password */
+    bool confirms;                 /* confirm mode enabled on the channel */
+    uint64_t next_publish_seq;     /* delivery tag the broker will confirm next */
+};
+
+#define MQ_CHANNEL 1
+
+/* Opens url (amqp:// or amqps://). heartbeat_s 0 disables heartbeats. Errors are transient. */
+CW_MUST_CHECK int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s,
+                               struct cw_error *err);
+void mq_conn_close(struct mq_conn *c);
+/* True when url parses as kombu would accept it (amqp:// or amqps://). */
+bool mq_conn_url_valid(const char *url);
+/* Parses url as kombu reads it; info's strings point into *storage, which the caller frees. */
+CW_MUST_CHECK int mq_conn_parse_url(const char *url, struct amqp_connection_info *info,
+                                    char **storage);
+bool mq_conn_is_open(const struct mq_conn *c);
+
+/* Declares, for queue Q: exchange Q (direct, durable), queue Q (durable), binding Q->Q key Q —
+ * what kombu declares for Celery's default queue — plus the worker's Q.retry.<N>s delay
+ * queues (per-queue TTL dead-lettering back to Q) and Q.dead. */
+CW_MUST_CHECK int mq_conn_declare_topology(struct mq_conn *c, const char *queue,
+                                           const double *retry_delays, int nretry,
+                                           struct cw_error *err);
+/* Name of the delay queue for `delay` seconds: "<queue>.retry.<N>s". */
+void mq_conn_retry_queue_name(const char *queue, double delay, char *out, size_t len);
+
+/* Generic declarations for the worker's other entities (events, remote control). */
+struct mq_conn_queue_opts {
+    bool durable, exclusive, auto_delete;
+    amqp_table_t arguments;
+};
+CW_MUST_CHECK int mq_conn_declare_exchange(struct mq_conn *c, const char *name, const char *type,
+                                           bool durable, bool auto_delete, struct cw_error *err);
+CW_MUST_CHECK int mq_conn_declare_queue(struct mq_conn *c, const char *name,
+                                        const struct mq_conn_queue_opts *opts,
+                                        struct cw_error *err);
+CW_MUST_CHECK int mq_conn_bind(struct mq_conn *c, const char *queue, const char *exchange,
+                               const char *routing_key, struct cw_error *err);
+
+CW_MUST_CHECK int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, struct cw_error *err);
+/* no_ack: the broker forgets each message once sent (remote control requests, which kombu
+ * also consumes that way); such a consumer is not bound by the prefetch window. */
+CW_MUST_CHECK int mq_conn_consume(struct mq_conn *c, const char *queue, const char *consumer_tag,
+                                  bool no_ack, struct cw_error *err);
+/* Stops a consumer (graceful shutdown); unacked deliveries stay ours to ack. */
+CW_MUST_CHECK int mq_conn_cancel(struct mq_conn *c, const char *consumer_tag, struct cw_error *err);
+CW_MUST_CHECK int mq_conn_enable_confirms(struct mq_conn *c, struct cw_error *err);
+
+/* Waits up to timeout_ms (0: only what is already readable) for a delivery.
+ * Returns 1 with *env filled (caller destroys it with amqp_destroy_envelope),
+ * 0 when none arrived, -1 when the connection failed (err filled). */
+CW_MUST_CHECK int mq_conn_next_delivery(struct mq_conn *c, int timeout_ms, amqp_envelope_t *env,
+                                        struct cw_error *err);
+/* True when rabbitmq-c holds data that poll() on the socket would not report. */
+bool mq_conn_has_buffered(const struct mq_conn *c);
+int mq_conn_fd(const struct mq_conn *c);
+
+CW_MUST_CHECK int mq_conn_ack(struct mq_conn *c, uint64_t tag, struct cw_error *err);
+CW_MUST_CHECK int mq_conn_reject(struct mq_conn *c, uint64_t tag, bool requeue,
+                                 struct cw_error *err);
+
+/* Publishes and, in confirm mode, waits for the broker's basic.ack (a nack or a
+ * timeout is an error): only then is the message safely the broker's. */
+CW_MUST_CHECK int mq_conn_publish(struct mq_conn *c, const char *exchange, const char *routing_key,
+                                  const amqp_basic_properties_t *props, amqp_bytes_t body,
+                                  struct cw_error *err);
+
+/* Passive declare: message count of a queue (for status and tests). */
+CW_MUST_CHECK int mq_conn_queue_count(struct mq_conn *c, const char *queue, uint32_t *messages,
+                                      struct cw_error *err);
+
+/* basic.get from queue WITHOUT auto-ack: the message stays the broker's until acked or
+ * nacked (or the connection closes, which requeues it). Returns 1 with *tag and *m (the
+ * caller destroys m with amqp_destroy_message), 0 when the queue has no ready message,
+ * -1 on error (err filled; the channel is then unusable). */
+CW_MUST_CHECK int mq_conn_get(struct mq_conn *c, const char *queue, uint64_t *tag,
+                              amqp_message_t *m, struct cw_error *err);
+/* basic.nack of tag (with multiple, also of every unacked delivery before it); with
+ * requeue the broker puts the messages back at their old place in the queue. */
+CW_MUST_CHECK int mq_conn_nack(struct mq_conn *c, uint64_t tag, bool multiple, bool requeue,
+                               struct cw_error *err);
+
+#endif

@@ -1,0 +1,165 @@
+/* Internal to the supervisor (worker/supervisor.c and the files of worker/supervisor/): the
+ * delivery lifecycle, the executor table and the supervisor's state. Split by concern:
+ *   broker.c      AMQP connections, acks, confirmed publishing, QoS
+ *   deliveries.c  decoding, dead-lettering, the pending list, dispatch to executors
+ *   executors.c   the process table: spawn, reap, respawn, hard time limits
+ *   results.c     what an executor's result means: ack, retry, requeue, stuck-run sweep
+ *   http_child.c  the HTTP listener process and its snapshots
+ * Exported names carry the sup_ prefix; everything else stays static in its file. */
+#ifndef CWORKER_SUPERVISOR_INTERNAL_H
+#define CWORKER_SUPERVISOR_INTERNAL_H
+
+#include "mq/conn.h"
+#include "celery/events.h"
+#include "celery/message.h"
+#include "base/config.h"
+#include "ops/worker_stats.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define POLL_INTERVAL_MS     200
+#define MAX_RECONNECT_DELAY  30.0
+#define MAX_BREAKER_DELAY    30.0
+#define AMQP_HEARTBEAT_S     30
+#define DELIVERIES_PER_ROUND 64
+
+/* A message the broker gave us; owned by the supervisor until acked or rejected.
+ * Lifecycle: received (pending) -> dispatched (executor->current) -> result -> acked,
+ * retried, requeued or dead-lettered. */
+struct delivery {
+    struct delivery *next;
+    uint64_t tag;
+    unsigned generation;   /* consumer connection it came on: tags are per connection */
+    int queue;             /* index into cfg->queues */
+    uint64_t seq;          /* our id for it on the executor channel */
+    double not_before;     /* monotonic: a producer eta in the future */
+    char *forced_error;    /* set after a hard-limit kill: the next attempt records this */
+    bool forced_permanent; /* forced_error is a permanent failure (revoked), not a timeout */
+    double dispatched_at;  /* monotonic, for the duration histogram */
+    struct celery_task task;
+};
+
+enum exec_state { EXEC_EMPTY, EXEC_STARTING, EXEC_IDLE, EXEC_BUSY, EXEC_SWEEPING };
+
+struct executor {
+    pid_t pid;
+    int fd;
+    enum exec_state state;
+    struct delivery *current;
+    double hard_deadline;
+    double spawned_at;
+    double respawn_at;
+    int quick_deaths;        /* consecutive deaths soon after spawning: respawn backoff */
+    double killed_for_limit; /* the hard limit (s) it was killed for; 0 if not */
+    bool killed_for_revoke;  /* terminated by a remote-control revoke */
+};
+
+/* A task id revoked by remote control: its deliveries are not run. */
+struct revoked_task {
+    char *id;
+    double at; /* wall clock */
+};
+#define REVOKED_MAX 10000
+
+struct supervisor {
+    const struct cw_config *cfg;
+    struct mq_conn consumer;
+    struct mq_conn publisher;
+    unsigned generation;
+    double reconnect_at;
+    double reconnect_delay;
+    struct executor *execs;
+    int nexec;
+    struct delivery *pending;
+    struct delivery **pending_tail;
+    uint64_t next_seq;
+    double paused_until; /* circuit breaker: no dispatch before this */
+    double breaker_delay;
+    bool draining;
+    double drain_deadline;
+    double next_sweep;
+    uint64_t processed;
+    struct worker_stats stats;
+    pid_t http_pid; /* the HTTP listener process, 0 when none runs */
+    int http_fd;
+    double http_respawn_at;
+    double next_snapshot;
+    double next_queue_count;
+    long retries_waiting;
+    int prefetch; /* the QoS in force: the base plus one per message held for its eta */
+    /* The Celery ecosystem: events, remote control, rpc results. */
+    struct celery_clock clock;
+    struct celery_worker_identity ident;
+    bool task_events;           /* task-* events on (--events, or the enable_events command) */
+    unsigned online_generation; /* the connection worker-online was last sent on */
+    double next_worker_heartbeat;
+    double started_wall;
+    struct revoked_task *revoked;
+    size_t nrevoked;
+    bool shutdown_requested;                 /* by the shutdown control command */
+    struct amqp_connection_info broker_info; /* for `inspect stats`; strings in broker_url */
+    char *broker_url;                        /* owned; NULL when the URL did not parse */
+};
+
+void sup_delivery_free(struct delivery *d);
+/* Log lines that follow carry this delivery's task id and run id (cleared every round). */
+void sup_log_task(const struct delivery *d);
+const char *sup_queue_name(const struct supervisor *s, const struct delivery *d);
+bool sup_delivery_is_current(const struct supervisor *s, const struct delivery *d);
+void sup_consumer_lost(struct supervisor *s, const struct cw_error *err);
+void sup_consumer_tag(int queue, char *out, size_t len);
+void sup_ensure_consumer(struct supervisor *s, double now);
+int sup_publish_confirmed(struct supervisor *s, const char *routing_key,
+                          const amqp_basic_properties_t *props, amqp_bytes_t body,
+                          struct cw_error *err);
+void sup_settle(struct supervisor *s, struct delivery *d, bool ack, bool requeue);
+void sup_read_deliveries(struct supervisor *s);
+void sup_respawn_executors(struct supervisor *s, double now);
+void sup_reap_children(struct supervisor *s, double now);
+void sup_enforce_hard_limits(struct supervisor *s, double now);
+void sup_dispatch(struct supervisor *s, double now);
+void sup_on_result(struct supervisor *s, struct executor *e, json_object *msg);
+void sup_schedule_sweep(struct supervisor *s, double now);
+void sup_on_sweep_result(struct supervisor *s, struct executor *e, json_object *msg);
+void sup_read_executor(struct supervisor *s, struct executor *e);
+bool sup_reap_http(struct supervisor *s, pid_t pid, int status, double now);
+void sup_ensure_http(struct supervisor *s, double now);
+void sup_count_waiting_retries(struct supervisor *s, double now);
+void sup_send_snapshot(struct supervisor *s, double now);
+void sup_stop_http(struct supervisor *s);
+void sup_adjust_prefetch(struct supervisor *s, double now);
+int sup_busy_executors(const struct supervisor *s);
+void sup_stop_executors(struct supervisor *s);
+int sup_publish_to(struct supervisor *s, const char *exchange, const char *routing_key,
+                   const amqp_basic_properties_t *props, amqp_bytes_t body, struct cw_error *err);
+
+/* events.c: Celery events on the celeryev exchange (best effort, as in Celery). */
+void sup_events_init(struct supervisor *s);
+void sup_events_tick(struct supervisor *s, double now);
+void sup_event_worker_offline(struct supervisor *s);
+void sup_event_task_received(struct supervisor *s, const struct delivery *d);
+void sup_event_task_started(struct supervisor *s, const struct delivery *d);
+/* outcome from the executor's result message (json), as in on_result. */
+void sup_event_task_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
+                             json_object *msg, double runtime);
+void sup_event_task_not_registered(struct supervisor *s, const struct celery_task *t);
+void sup_event_task_revoked(struct supervisor *s, const struct celery_task *t, bool terminated,
+                            bool expired);
+
+/* rpc.c: results for AsyncResult.get() (rpc:// backend). */
+void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
+                      json_object *msg);
+void sup_rpc_not_registered(struct supervisor *s, const struct celery_task *t);
+void sup_rpc_revoked(struct supervisor *s, const struct celery_task *t, const char *reason);
+
+/* control.c: remote control (celery inspect / celery control). */
+CW_MUST_CHECK int sup_control_declare(struct supervisor *s, struct cw_error *err);
+bool sup_control_owns(const struct supervisor *s, amqp_bytes_t consumer_tag);
+void sup_control_handle(struct supervisor *s, const amqp_envelope_t *env);
+bool sup_is_revoked(const struct supervisor *s, const char *task_id);
+void sup_control_free(struct supervisor *s);
+
+#endif

@@ -1,0 +1,50 @@
+/* Allocation wrappers: abort with a message instead of returning NULL. */
+#include "base/xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void out_of_memory(size_t size)
+{
+    fprintf(stderr, "cworker: out of memory allocating %zu bytes\n", size);
+    abort();
+}
+
+void *cw_xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (!p)
+        out_of_memory(size);
+    return p;
+}
+
+void *cw_xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        out_of_memory(count * size);
+    return p;
+}
+
+void *cw_xrealloc(void *ptr, size_t size)
+{
+    void *p = realloc(ptr, size ? size : 1);
+    if (!p)
+        out_of_memory(size);
+    return p;
+}
+
+char *cw_xstrdup(const char *s)
+{
+    return cw_xstrndup(s, strlen(s));
+}
+
+char *cw_xstrndup(const char *s, size_t n)
+{
+    size_t len = strnlen(s, n);
+    char *p = cw_xmalloc(len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}

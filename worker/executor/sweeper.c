@@ -1,0 +1,77 @@
+/* Stuck-run sweep: claim for a retry, or fail when the retries are spent. */
+#include "executor/sweeper.h"
+#include "base/log.h"
+#include "tasks/retry_policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static json_object *requeue_entry(const struct db_stuck_run *r)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "run_id", json_object_new_int64(r->run_id));
+    json_object_object_add(o, "task_id", json_object_new_string(r->task_id));
+    json_object_object_add(o, "retries", json_object_new_int(r->retry_count + 1));
+    return o;
+}
+
+static int fail_exhausted(struct db *db, const struct cw_config *cfg, const struct db_stuck_run *r,
+                          const char *why, struct cw_error *err)
+{
+    char message[512];
+    snprintf(message, sizeof message, "Failed after %d retries: %s", cfg->max_retries, why);
+    char metrics[160];
+    snprintf(metrics, sizeof metrics,
+             "{\"duration_seconds\": 0, \"retry_count\": %d, \"error_type\": "
+             "\"transient_exhausted\"}",
+             r->retry_count);
+    return db_run_record_error(db, r->run_id, r->task_id, true, r->retry_count, 0, message, why,
+                               metrics, err);
+}
+
+/* One candidate, under its run lock (held only if the owner is gone). */
+static int sweep_one(struct db *db, const struct cw_config *cfg, const struct db_stuck_run *r,
+                     json_object *requeue, struct cw_error *err)
+{
+    char why[256];
+    snprintf(why, sizeof why, "no heartbeat for %.0f s; the worker running it is gone",
+             r->silent_for);
+    if (r->retry_count >= cfg->max_retries) {
+        log_warn("stuck run %ld failed: %s", r->run_id, why);
+        return fail_exhausted(db, cfg, r, why, err);
+    }
+    char message[512];
+    snprintf(message, sizeof message, "Transient error (retry %d): %s", r->retry_count + 1, why);
+    bool claimed = false;
+    if (db_stuck_run_claim(db, r, cfg->visibility_timeout, message, &claimed, err) != 0)
+        return -1;
+    if (claimed) {
+        log_warn("stuck run %ld recovered: %s; retry %d", r->run_id, why, r->retry_count + 1);
+        json_object_array_add(requeue, requeue_entry(r));
+    }
+    return 0;
+}
+
+json_object *sweeper_run(struct db *db, const struct cw_config *cfg, struct cw_error *err)
+{
+    struct db_stuck_run *runs = NULL;
+    size_t n = 0;
+    if (db_stuck_runs(db, cfg->visibility_timeout, &runs, &n, err) != 0)
+        return NULL;
+    json_object *requeue = json_object_new_array();
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        bool locked = false;
+        rc = db_run_try_lock(db, runs[i].run_id, &locked, err);
+        if (rc != 0 || !locked)
+            continue; /* an execution holds it: the owner is alive */
+        rc = sweep_one(db, cfg, &runs[i], requeue, err);
+        db_run_unlock(db, runs[i].run_id);
+    }
+    free(runs);
+    if (rc != 0) {
+        json_object_put(requeue);
+        return NULL;
+    }
+    return requeue;
+}

@@ -1,0 +1,422 @@
+/* Streaming, bounded walk over an uploaded archive with libarchive (format by content). */
+#include "ingest/archive_reader.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "ingest/archive_path.h"
+#include "base/xalloc.h"
+
+/* One read buffer per walk: the only per-entry memory besides libarchive's own. */
+#define ARCHIVE_CHUNK (64 * 1024)
+#define INVALID       "Invalid archive format: "
+#define LIMIT         "Archive limit exceeded: "
+#define FALLBACK_NAME "upload.conf"
+
+struct walker {
+    struct archive *a;
+    const struct archive_limits *lim;
+    const struct archive_visitor *v;
+    struct archive_stats *st;
+    const char *upload_name;
+    unsigned char *buf; /* ARCHIVE_CHUNK bytes, owned by the walker */
+    bool kind_known;
+};
+
+/* An entry being walked: its names and how much data it has produced. */
+struct entry_walk {
+    const char *raw;  /* the name as stored (archive-owned) */
+    const char *path; /* normalised name (walker-owned copy) */
+    bool wanted;
+    bool check_text; /* bare .conf: refuse binary content */
+    uint64_t bytes;
+};
+
+const char *archive_kind_name(enum archive_kind k)
+{
+    switch (k) {
+    case ARCHIVE_KIND_TAR:
+        return "tar";
+    case ARCHIVE_KIND_TAR_GZIP:
+        return "tar.gz";
+    case ARCHIVE_KIND_TAR_BZIP2:
+        return "tar.bz2";
+    case ARCHIVE_KIND_TAR_XZ:
+        return "tar.xz";
+    case ARCHIVE_KIND_ZIP:
+        return "zip";
+    case ARCHIVE_KIND_SINGLE_CONF:
+        return "conf";
+    }
+    return "unknown";
+}
+
+static const char *libarchive_msg(struct archive *a)
+{
+    const char *m = archive_error_string(a);
+    return m ? m : "unknown libarchive error";
+}
+
+/* Only the compressions the contract names: filter_all would also enable uudecode (a
+ * text file starting "begin 644" would be decoded) and external programs (lrzip, lzop). */
+static struct archive *new_reader(void)
+{
+    struct archive *a = archive_read_new();
+    if (a == NULL)
+        return NULL;
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_bzip2(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_format_tar(a);
+    archive_read_support_format_zip(a); /* seekable (central directory) when possible */
+    /* raw bids lowest: it only wins when nothing else recognised the data, which is how a
+     * bare .conf text file (or garbage, told apart by its content) shows up. */
+    archive_read_support_format_raw(a);
+    return a;
+}
+
+/* Decides the kind from the format and filter chain libarchive settled on. */
+static int detect_kind(struct walker *w, struct cw_error *err)
+{
+    int fmt = archive_format(w->a) & ARCHIVE_FORMAT_BASE_MASK;
+    int filter = archive_filter_code(w->a, 0);
+    /* The count includes the bottom "none" filter: more than two means nested compression. */
+    if (archive_filter_count(w->a) > 2) {
+        CW_FAIL(err, CW_ERR_PERMANENT, INVALID "nested compression (%s over %s)",
+                archive_filter_name(w->a, 0), archive_filter_name(w->a, 1));
+        return -1;
+    }
+    if (fmt == ARCHIVE_FORMAT_RAW) {
+        if (filter != ARCHIVE_FILTER_NONE) {
+            CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s-compressed data is not a tar archive",
+                    archive_filter_name(w->a, 0));
+            return -1;
+        }
+        w->st->kind = ARCHIVE_KIND_SINGLE_CONF;
+    } else if (fmt == ARCHIVE_FORMAT_ZIP) {
+        if (filter != ARCHIVE_FILTER_NONE) {
+            CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s-compressed zip is not supported",
+                    archive_filter_name(w->a, 0));
+            return -1;
+        }
+        w->st->kind = ARCHIVE_KIND_ZIP;
+    } else if (fmt == ARCHIVE_FORMAT_TAR) {
+        switch (filter) {
+        case ARCHIVE_FILTER_NONE:
+            w->st->kind = ARCHIVE_KIND_TAR;
+            break;
+        case ARCHIVE_FILTER_GZIP:
+            w->st->kind = ARCHIVE_KIND_TAR_GZIP;
+            break;
+        case ARCHIVE_FILTER_BZIP2:
+            w->st->kind = ARCHIVE_KIND_TAR_BZIP2;
+            break;
+        case ARCHIVE_FILTER_XZ:
+            w->st->kind = ARCHIVE_KIND_TAR_XZ;
+            break;
+        default:
+            CW_FAIL(err, CW_ERR_PERMANENT, INVALID "unsupported compression %s",
+                    archive_filter_name(w->a, 0));
+            return -1;
+        }
+    } else {
+        CW_FAIL(err, CW_ERR_PERMANENT, INVALID "unsupported format %s", archive_format_name(w->a));
+        return -1;
+    }
+    w->kind_known = true;
+    return 0;
+}
+
+/* Real conf files are text; garbage that only the raw format accepted is not. High bytes
+ * are allowed (a non-UTF-8 conf file is the parser's partial failure, not ours). */
+static bool looks_like_text(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != '\v') ||
+            c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static void warn_skip(struct walker *w, const char *raw, const char *reason)
+{
+    w->st->entries_skipped++;
+    if (w->v->warning)
+        w->v->warning(w->v->ctx, raw, reason);
+}
+
+/* Counts n freshly produced bytes against the limits. */
+static int account(struct walker *w, struct entry_walk *ew, size_t n, struct cw_error *err)
+{
+    ew->bytes += n;
+    w->st->bytes_uncompressed += n;
+    if (ew->bytes > w->lim->max_entry_bytes) {
+        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "entry %s inflates beyond %llu bytes", ew->raw,
+                (unsigned long long)w->lim->max_entry_bytes);
+        return -1;
+    }
+    if (w->st->bytes_uncompressed > w->lim->max_total_bytes) {
+        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "archive inflates beyond %llu bytes in total",
+                (unsigned long long)w->lim->max_total_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the next chunk into w->buf: bytes read, 0 at the end, -1 (err filled). Skipped
+ * entries are read too (not archive_read_data_skip) so that what it costs to move past
+ * them is bounded by the same byte limits as wanted data. */
+static ssize_t read_chunk(struct walker *w, struct entry_walk *ew, struct cw_error *err)
+{
+    la_ssize_t n = archive_read_data(w->a, w->buf, ARCHIVE_CHUNK);
+    if (n < 0) {
+        CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s", libarchive_msg(w->a));
+        CW_WRAP(err, "reading entry %s", ew->raw);
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+/* Checks a chunk just read: limits, and text-ness for a bare upload. */
+static int check_chunk(struct walker *w, struct entry_walk *ew, size_t n, struct cw_error *err)
+{
+    if (account(w, ew, n, err) < 0)
+        return -1;
+    if (ew->check_text && !looks_like_text(w->buf, n)) {
+        CW_FAIL(err, CW_ERR_PERMANENT,
+                INVALID "not a tar, zip or text .conf file (binary content)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads (and delivers, when wanted) the whole data of the current entry. The first chunk
+ * is read and checked before want_entry, so a bare upload is known to be text before the
+ * visitor sees it. */
+static int walk_data(struct walker *w, struct entry_walk *ew, bool regular, struct cw_error *err)
+{
+    ssize_t n = read_chunk(w, ew, err);
+    if (n > 0 && check_chunk(w, ew, (size_t)n, err) < 0)
+        return -1;
+    ew->wanted = regular && w->v->want_entry && w->v->want_entry(w->v->ctx, ew->path);
+    while (n > 0) {
+        if (ew->wanted && w->v->entry_data &&
+            w->v->entry_data(w->v->ctx, w->buf, (size_t)n, err) < 0) {
+            CW_WRAP(err, "delivering data of entry %s", ew->path);
+            return -1;
+        }
+        n = read_chunk(w, ew, err);
+        if (n > 0 && check_chunk(w, ew, (size_t)n, err) < 0)
+            return -1;
+    }
+    if (n < 0)
+        return -1;
+    if (ew->wanted && w->v->entry_end && w->v->entry_end(w->v->ctx, err) < 0) {
+        CW_WRAP(err, "finishing entry %s", ew->path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Why an entry of this type is not delivered; NULL for regular files and directories. */
+static const char *skip_reason(struct archive_entry *e)
+{
+    if (archive_entry_hardlink(e) != NULL)
+        return "hard link";
+    switch (archive_entry_filetype(e)) {
+    case AE_IFREG:
+    case AE_IFDIR:
+        return NULL;
+    case AE_IFLNK:
+        return "symbolic link";
+    case AE_IFCHR:
+    case AE_IFBLK:
+        return "device";
+    case AE_IFIFO:
+        return "fifo";
+    case AE_IFSOCK:
+        return "socket";
+    default:
+        return "unsupported entry type";
+    }
+}
+
+/* The base name of the upload names a bare .conf's only entry; a name that is not a safe
+ * path (NULL, "..", control bytes) falls back to FALLBACK_NAME. */
+static const char *upload_base_name(const char *upload_name)
+{
+    if (upload_name == NULL)
+        return FALLBACK_NAME;
+    const char *slash = strrchr(upload_name, '/');
+    const char *base = slash ? slash + 1 : upload_name;
+    size_t len = strlen(base);
+    char *tmp = cw_xmalloc(len + 1); /* scratch: only the verdict is needed */
+    bool safe = archive_path_normalize(base, tmp, len + 1, NULL) == 0;
+    free(tmp);
+    return safe ? base : FALLBACK_NAME;
+}
+
+static const char *entry_raw_name(struct walker *w, struct archive_entry *e)
+{
+    if (w->st->kind == ARCHIVE_KIND_SINGLE_CONF)
+        return upload_base_name(w->upload_name);
+    /* Prefer UTF-8 (the database's encoding); fall back to the stored bytes. */
+    const char *raw = archive_entry_pathname_utf8(e);
+    return raw ? raw : archive_entry_pathname(e);
+}
+
+/* Walks one entry whose name normalised to ew->path (depth components). */
+static int walk_named_entry(struct walker *w, struct archive_entry *e, struct entry_walk *ew,
+                            int depth, struct cw_error *err)
+{
+    const char *reason = skip_reason(e);
+    if (depth > w->lim->max_depth) {
+        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "entry path deeper than %d components: %.200s",
+                w->lim->max_depth, ew->raw);
+        return -1;
+    }
+    if (reason != NULL) {
+        warn_skip(w, ew->raw, reason);
+        return walk_data(w, ew, false, err);
+    }
+    if (archive_entry_is_encrypted(e)) {
+        /* Its data cannot be decrypted, so it cannot be read past either: skip blindly. */
+        warn_skip(w, ew->raw, "encrypted");
+        if (archive_read_data_skip(w->a) != ARCHIVE_OK) {
+            CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s", libarchive_msg(w->a));
+            CW_WRAP(err, "skipping entry %s", ew->raw);
+            return -1;
+        }
+        return 0;
+    }
+    return walk_data(w, ew, archive_entry_filetype(e) == AE_IFREG, err);
+}
+
+static int walk_entry(struct walker *w, struct archive_entry *e, struct cw_error *err)
+{
+    struct entry_walk ew = {.raw = entry_raw_name(w, e)};
+    ew.check_text = w->st->kind == ARCHIVE_KIND_SINGLE_CONF;
+    if (ew.raw == NULL) {
+        ew.raw = "(undecodable name)";
+        warn_skip(w, ew.raw, "entry name cannot be decoded");
+        return walk_data(w, &ew, false, err);
+    }
+    size_t len = strlen(ew.raw);
+    char *path = cw_xmalloc(len + 1); /* ours; a normalised path is never longer */
+    int depth = 0, rc;
+    if (archive_path_normalize(ew.raw, path, len + 1, &depth) < 0) {
+        ew.path = ew.raw;
+        warn_skip(w, ew.raw, "unsafe path (absolute, .. or control characters)");
+        rc = walk_data(w, &ew, false, err);
+    } else {
+        ew.path = path;
+        rc = walk_named_entry(w, e, &ew, depth, err);
+    }
+    free(path);
+    return rc;
+}
+
+static int walk_headers(struct walker *w, struct cw_error *err)
+{
+    for (;;) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(w->a, &e);
+        if (r == ARCHIVE_EOF)
+            return w->kind_known ? 0 : detect_kind(w, err);
+        /* WARN is survivable (e.g. a name that does not convert); RETRY means libarchive
+         * found damage and would resynchronise past it: treat that as corrupt. */
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s", libarchive_msg(w->a));
+            return -1;
+        }
+        if (!w->kind_known && detect_kind(w, err) < 0)
+            return -1;
+        if (++w->st->entries > w->lim->max_entries) {
+            CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "more than %llu entries",
+                    (unsigned long long)w->lim->max_entries);
+            return -1;
+        }
+        if (walk_entry(w, e, err) < 0)
+            return -1;
+    }
+}
+
+/* Runs a walk over an archive handle that open_fn opens; frees everything it made. */
+static int walk(struct archive *a, int open_rc, const char *upload_name,
+                const struct archive_limits *limits, const struct archive_visitor *v,
+                struct archive_stats *stats, struct cw_error *err)
+{
+    static const struct archive_limits defaults = ARCHIVE_LIMITS_DEFAULT;
+    static const struct archive_visitor no_visitor = {0};
+    struct archive_stats local;
+    struct walker w = {
+        .a = a,
+        .lim = limits ? limits : &defaults,
+        .v = v ? v : &no_visitor,
+        .st = stats ? stats : &local,
+        .upload_name = upload_name,
+    };
+    int rc = -1;
+    memset(w.st, 0, sizeof *w.st);
+    if (open_rc != ARCHIVE_OK) {
+        CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s", libarchive_msg(a));
+        goto out;
+    }
+    w.buf = cw_xmalloc(ARCHIVE_CHUNK);
+    rc = walk_headers(&w, err);
+out:
+    free(w.buf);
+    archive_read_free(a);
+    return rc;
+}
+
+static int fail_empty(struct archive_stats *stats, struct cw_error *err)
+{
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    CW_FAIL(err, CW_ERR_PERMANENT, INVALID "empty file");
+    return -1;
+}
+
+int archive_reader_walk_fd(int fd, const char *upload_name, const struct archive_limits *limits,
+                           const struct archive_visitor *v, struct archive_stats *stats,
+                           struct cw_error *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "cannot stat upload: %s", strerror(errno));
+        return -1;
+    }
+    /* libarchive would only say "Unrecognized archive format"; say what it is. */
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
+        return fail_empty(stats, err);
+    struct archive *a = new_reader();
+    if (a == NULL) {
+        CW_FAIL(err, CW_ERR_INTERNAL, "archive_read_new failed");
+        return -1;
+    }
+    int open_rc = archive_read_open_fd(a, fd, ARCHIVE_CHUNK);
+    return walk(a, open_rc, upload_name, limits, v, stats, err);
+}
+
+int archive_reader_walk_memory(const void *buf, size_t len, const char *upload_name,
+                               const struct archive_limits *limits, const struct archive_visitor *v,
+                               struct archive_stats *stats, struct cw_error *err)
+{
+    if (len == 0)
+        return fail_empty(stats, err);
+    struct archive *a = new_reader();
+    if (a == NULL) {
+        CW_FAIL(err, CW_ERR_INTERNAL, "archive_read_new failed");
+        return -1;
+    }
+    int open_rc = archive_read_open_memory(a, buf, len);
+    return walk(a, open_rc, upload_name, limits, v, stats, err);
+}

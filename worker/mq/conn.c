@@ -1,0 +1,441 @@
+/* rabbitmq-c wrapper: connection, kombu-compatible topology, consume, confirmed publish. */
+#include "mq/conn.h"
+#include "base/xalloc.h"
+
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define CONFIRM_TIMEOUT_MS 30000
+
+static int fail_reply(struct cw_error *err, const struct mq_conn *c, amqp_rpc_reply_t r,
+                      const char *what)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return 0;
+    case AMQP_RESPONSE_NONE:
+        CW_FAIL(err, CW_ERR_TRANSIENT, "%s on %s: no reply from the broker", what, c->where);
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        CW_FAIL(err, CW_ERR_TRANSIENT, "%s on %s: %s", what, c->where,
+                amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            const amqp_channel_close_t *m = r.reply.decoded;
+            CW_FAIL(err, CW_ERR_TRANSIENT, "%s on %s: channel closed by the broker: %d %.*s", what,
+                    c->where, m->reply_code, (int)m->reply_text.len,
+                    (const char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            const amqp_connection_close_t *m = r.reply.decoded;
+            CW_FAIL(err, CW_ERR_TRANSIENT, "%s on %s: connection closed by the broker: %d %.*s",
+                    what, c->where, m->reply_code, (int)m->reply_text.len,
+                    (const char *)m->reply_text.bytes);
+        } else {
+            CW_FAIL(err, CW_ERR_TRANSIENT, "%s on %s: unexpected broker method 0x%08x", what,
+                    c->where, r.reply.id);
+        }
+        break;
+    }
+    return -1;
+}
+
+static int check_rpc(struct mq_conn *c, const char *what, struct cw_error *err)
+{
+    return fail_reply(err, c, amqp_get_rpc_reply(c->state), what);
+}
+
+static int fail_status(struct cw_error *err, const struct mq_conn *c, int status, const char *what)
+{
+    CW_FAIL(err, CW_ERR_TRANSIENT, "%s on %s: %s", what, c->where, amqp_error_string2(status));
+    return -1;
+}
+
+static int open_socket(struct mq_conn *c, const struct amqp_connection_info *info,
+                       struct cw_error *err)
+{
+    amqp_socket_t *sock = info->ssl ? amqp_ssl_socket_new(c->state) : amqp_tcp_socket_new(c->state);
+    if (!sock) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "cannot create a socket for %s", c->where);
+        return -1;
+    }
+    struct timeval timeout = {10, 0};
+    int status = amqp_socket_open_noblock(sock, info->host, info->port, &timeout);
+    if (status != AMQP_STATUS_OK)
+        return fail_status(err, c, status, "connect");
+    return 0;
+}
+
+static int login(struct mq_conn *c, const struct amqp_connection_info *info, int heartbeat_s,
+                 struct cw_error *err)
+{
+    amqp_rpc_reply_t r = amqp_login(c->state, info->vhost, 0, 131072, heartbeat_s,
+                                    AMQP_SASL_METHOD_PLAIN, info->user, info->password);
+    if (fail_reply(err, c, r, "login") != 0)
+        return -1;
+    amqp_channel_open(c->state, MQ_CHANNEL);
+    return check_rpc(c, "channel.open", err);
+}
+
+/* Celery/kombu URLs name the default vhost "/" as "amqp://host//" (or leave the path empty)
+ * and may carry ?options; rabbitmq-c wants "/" percent-encoded and no query. Returns a copy
+ * rabbitmq-c parses the way kombu reads the original. */
+static char *kombu_url_for_rabbitmq_c(const char *url)
+{
+    char *copy = cw_xstrdup(url);
+    char *query = strchr(copy, '?');
+    if (query)
+        *query = '\0';
+    char *scheme_end = strstr(copy, "://");
+    char *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+    if (path && (strcmp(path, "/") == 0 || strcmp(path, "//") == 0))
+        *path = '\0'; /* no path: rabbitmq-c's default vhost is "/" */
+    return copy;
+}
+
+int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_error *err)
+{
+    memset(c, 0, sizeof *c);
+    struct amqp_connection_info info;
+    char *copy = kombu_url_for_rabbitmq_c(url ? url : "");
+    amqp_default_connection_info(&info);
+    if (!url || amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
+        free(copy);
+        CW_FAIL(err, CW_ERR_PERMANENT, "CELERY_BROKER_URL is not a valid amqp:// or amqps:// URL");
+        return -1;
+    }
+    snprintf(c->where, sizeof c->where, "%s:%d/%s", info.host, info.port, info.vhost);
+    c->state = amqp_new_connection();
+    int rc = open_socket(c, &info, err) == 0 && login(c, &info, heartbeat_s, err) == 0 ? 0 : -1;
+    free(copy);
+    if (rc != 0) {
+        CW_WRAP(err, "opening the AMQP connection");
+        mq_conn_close(c);
+    }
+    c->next_publish_seq = 1;
+    return rc;
+}
+
+int mq_conn_parse_url(const char *url, struct amqp_connection_info *info, char **storage)
+{
+    *storage = kombu_url_for_rabbitmq_c(url);
+    amqp_default_connection_info(info);
+    return amqp_parse_url(*storage, info) == AMQP_STATUS_OK ? 0 : -1;
+}
+
+bool mq_conn_url_valid(const char *url)
+{
+    struct amqp_connection_info info;
+    char *copy = kombu_url_for_rabbitmq_c(url);
+    bool ok = amqp_parse_url(copy, &info) == AMQP_STATUS_OK;
+    free(copy);
+    return ok;
+}
+
+void mq_conn_close(struct mq_conn *c)
+{
+    if (!c->state)
+        return;
+    /* Best effort: the peer may already be gone; rabbitmq-c times these out. */
+    amqp_channel_close(c->state, MQ_CHANNEL, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(c->state, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c->state);
+    c->state = NULL;
+    c->confirms = false;
+}
+
+bool mq_conn_is_open(const struct mq_conn *c)
+{
+    return c->state != NULL;
+}
+
+void mq_conn_retry_queue_name(const char *queue, double delay, char *out, size_t len)
+{
+    if (delay == floor(delay))
+        snprintf(out, len, "%s.retry.%.0fs", queue, delay);
+    else
+        snprintf(out, len, "%s.retry.%gs", queue, delay);
+}
+
+static int declare_queue(struct mq_conn *c, const char *name, amqp_table_t args,
+                         struct cw_error *err)
+{
+    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, args);
+    if (check_rpc(c, "queue.declare", err) != 0) {
+        CW_WRAP(err, "declaring queue %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+static int declare_retry_queue(struct mq_conn *c, const char *queue, double delay,
+                               struct cw_error *err)
+{
+    char name[300];
+    mq_conn_retry_queue_name(queue, delay, name, sizeof name);
+    amqp_table_entry_t entries[3];
+    entries[0].key = amqp_cstring_bytes("x-message-ttl");
+    entries[0].value.kind = AMQP_FIELD_KIND_I64;
+    entries[0].value.value.i64 = (int64_t)llround(delay * 1000.0);
+    entries[1].key = amqp_cstring_bytes("x-dead-letter-exchange");
+    entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[1].value.value.bytes = amqp_cstring_bytes("");
+    entries[2].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+    entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[2].value.value.bytes = amqp_cstring_bytes(queue);
+    amqp_table_t args = {3, entries};
+    return declare_queue(c, name, args, err);
+}
+
+int mq_conn_declare_topology(struct mq_conn *c, const char *queue, const double *retry_delays,
+                             int nretry, struct cw_error *err)
+{
+    amqp_bytes_t q = amqp_cstring_bytes(queue);
+    /* kombu: Exchange(Q, type="direct", durable=True, auto_delete=False), no arguments */
+    amqp_exchange_declare(c->state, MQ_CHANNEL, q, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    if (check_rpc(c, "exchange.declare", err) != 0) {
+        CW_WRAP(err, "declaring exchange %s", queue);
+        return -1;
+    }
+    if (declare_queue(c, queue, amqp_empty_table, err) != 0)
+        return -1;
+    amqp_queue_bind(c->state, MQ_CHANNEL, q, q, q, amqp_empty_table);
+    if (check_rpc(c, "queue.bind", err) != 0) {
+        CW_WRAP(err, "binding queue %s", queue);
+        return -1;
+    }
+    for (int i = 0; i < nretry; i++)
+        if (declare_retry_queue(c, queue, retry_delays[i], err) != 0)
+            return -1;
+    char dead[300];
+    snprintf(dead, sizeof dead, "%s.dead", queue);
+    return declare_queue(c, dead, amqp_empty_table, err);
+}
+
+int mq_conn_declare_exchange(struct mq_conn *c, const char *name, const char *type, bool durable,
+                             bool auto_delete, struct cw_error *err)
+{
+    amqp_exchange_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
+                          0, durable, auto_delete, 0, amqp_empty_table);
+    if (check_rpc(c, "exchange.declare", err) != 0) {
+        CW_WRAP(err, "declaring exchange %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+int mq_conn_declare_queue(struct mq_conn *c, const char *name,
+                          const struct mq_conn_queue_opts *opts, struct cw_error *err)
+{
+    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 0, opts->durable,
+                       opts->exclusive, opts->auto_delete, opts->arguments);
+    if (check_rpc(c, "queue.declare", err) != 0) {
+        CW_WRAP(err, "declaring queue %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+int mq_conn_bind(struct mq_conn *c, const char *queue, const char *exchange,
+                 const char *routing_key, struct cw_error *err)
+{
+    amqp_queue_bind(c->state, MQ_CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                    amqp_cstring_bytes(routing_key), amqp_empty_table);
+    if (check_rpc(c, "queue.bind", err) != 0) {
+        CW_WRAP(err, "binding %s to %s", queue, exchange);
+        return -1;
+    }
+    return 0;
+}
+
+int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, struct cw_error *err)
+{
+    /* global: one window for the channel's consumers, and a change applies at once
+     * (RabbitMQ applies a per-consumer QoS only to consumers started after it). */
+    amqp_basic_qos(c->state, MQ_CHANNEL, 0, prefetch, 1);
+    return check_rpc(c, "basic.qos", err);
+}
+
+int mq_conn_consume(struct mq_conn *c, const char *queue, const char *consumer_tag, bool no_ack,
+                    struct cw_error *err)
+{
+    amqp_basic_consume(c->state, MQ_CHANNEL, amqp_cstring_bytes(queue),
+                       amqp_cstring_bytes(consumer_tag), 0, no_ack, 0, amqp_empty_table);
+    if (check_rpc(c, "basic.consume", err) != 0) {
+        CW_WRAP(err, "consuming from %s", queue);
+        return -1;
+    }
+    return 0;
+}
+
+int mq_conn_cancel(struct mq_conn *c, const char *consumer_tag, struct cw_error *err)
+{
+    amqp_basic_cancel(c->state, MQ_CHANNEL, amqp_cstring_bytes(consumer_tag));
+    return check_rpc(c, "basic.cancel", err);
+}
+
+int mq_conn_enable_confirms(struct mq_conn *c, struct cw_error *err)
+{
+    amqp_confirm_select(c->state, MQ_CHANNEL);
+    if (check_rpc(c, "confirm.select", err) != 0)
+        return -1;
+    c->confirms = true;
+    c->next_publish_seq = 1;
+    return 0;
+}
+
+/* A frame that is not a delivery arrived on the consumer connection. Heartbeats are
+ * handled inside rabbitmq-c; a close from the broker ends the connection. */
+static int handle_other_frame(struct mq_conn *c, struct cw_error *err)
+{
+    amqp_frame_t frame;
+    struct timeval zero = {0, 0};
+    int status = amqp_simple_wait_frame_noblock(c->state, &frame, &zero);
+    if (status == AMQP_STATUS_TIMEOUT)
+        return 0;
+    if (status != AMQP_STATUS_OK)
+        return fail_status(err, c, status, "reading a frame");
+    if (frame.frame_type != AMQP_FRAME_METHOD)
+        return 0;
+    switch (frame.payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, frame.payload.method, 0};
+        return fail_reply(err, c, r, "consuming");
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        CW_FAIL(err, CW_ERR_TRANSIENT, "the broker cancelled our consumer on %s (queue deleted?)",
+                c->where);
+        return -1;
+    default:
+        return 0; /* basic.ack of a confirm, basic.return, ...: nothing to do here */
+    }
+}
+
+int mq_conn_next_delivery(struct mq_conn *c, int timeout_ms, amqp_envelope_t *env,
+                          struct cw_error *err)
+{
+    struct timeval timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    amqp_maybe_release_buffers(c->state);
+    amqp_rpc_reply_t r = amqp_consume_message(c->state, env, &timeout, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 1;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+        if (r.library_error == AMQP_STATUS_TIMEOUT)
+            return 0;
+        if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
+            return handle_other_frame(c, err);
+    }
+    return fail_reply(err, c, r, "consuming");
+}
+
+bool mq_conn_has_buffered(const struct mq_conn *c)
+{
+    return c->state && (amqp_frames_enqueued(c->state) || amqp_data_in_buffer(c->state));
+}
+
+int mq_conn_fd(const struct mq_conn *c)
+{
+    return c->state ? amqp_get_sockfd(c->state) : -1;
+}
+
+int mq_conn_ack(struct mq_conn *c, uint64_t tag, struct cw_error *err)
+{
+    int status = amqp_basic_ack(c->state, MQ_CHANNEL, tag, 0);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.ack");
+}
+
+int mq_conn_reject(struct mq_conn *c, uint64_t tag, bool requeue, struct cw_error *err)
+{
+    int status = amqp_basic_reject(c->state, MQ_CHANNEL, tag, requeue);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.reject");
+}
+
+static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
+{
+    struct timeval timeout = {CONFIRM_TIMEOUT_MS / 1000, 0};
+    for (;;) {
+        amqp_frame_t frame;
+        int status = amqp_simple_wait_frame_noblock(c->state, &frame, &timeout);
+        if (status != AMQP_STATUS_OK)
+            return fail_status(err, c, status, "waiting for the publish confirm");
+        if (frame.frame_type != AMQP_FRAME_METHOD)
+            continue;
+        amqp_method_t m = frame.payload.method;
+        if (m.id == AMQP_BASIC_ACK_METHOD) {
+            const amqp_basic_ack_t *ack = m.decoded;
+            if (ack->delivery_tag >= seq) /* one publish in flight at a time */
+                return 0;
+        } else if (m.id == AMQP_BASIC_NACK_METHOD) {
+            CW_FAIL(err, CW_ERR_TRANSIENT, "the broker refused (nack) a publish on %s", c->where);
+            return -1;
+        } else if (m.id == AMQP_CHANNEL_CLOSE_METHOD || m.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, m, 0};
+            return fail_reply(err, c, r, "publishing");
+        }
+    }
+}
+
+int mq_conn_publish(struct mq_conn *c, const char *exchange, const char *routing_key,
+                    const amqp_basic_properties_t *props, amqp_bytes_t body, struct cw_error *err)
+{
+    int status = amqp_basic_publish(c->state, MQ_CHANNEL, amqp_cstring_bytes(exchange),
+                                    amqp_cstring_bytes(routing_key), 0, 0, props, body);
+    if (status != AMQP_STATUS_OK)
+        return fail_status(err, c, status, "basic.publish");
+    if (!c->confirms)
+        return 0;
+    uint64_t seq = c->next_publish_seq++;
+    if (wait_confirm(c, seq, err) != 0) {
+        CW_WRAP(err, "publishing to '%s' with routing key %s", exchange, routing_key);
+        return -1;
+    }
+    return 0;
+}
+
+int mq_conn_queue_count(struct mq_conn *c, const char *queue, uint32_t *messages,
+                        struct cw_error *err)
+{
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+        c->state, MQ_CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    if (!ok) {
+        (void)check_rpc(c, "queue.declare (passive)", err);
+        CW_WRAP(err, "counting messages in %s", queue);
+        return -1;
+    }
+    *messages = ok->message_count;
+    return 0;
+}
+
+int mq_conn_get(struct mq_conn *c, const char *queue, uint64_t *tag, amqp_message_t *m,
+                struct cw_error *err)
+{
+    char what[300];
+    amqp_rpc_reply_t r;
+
+    snprintf(what, sizeof what, "basic.get from %s", queue);
+    /* the previous message's frames are done with: let rabbitmq-c reuse their memory */
+    amqp_maybe_release_buffers(c->state);
+    r = amqp_basic_get(c->state, MQ_CHANNEL, amqp_cstring_bytes(queue), 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL)
+        return fail_reply(err, c, r, what);
+    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+        return 0;
+    *tag = ((const amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    r = amqp_read_message(c->state, MQ_CHANNEL, m, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL)
+        return fail_reply(err, c, r, what);
+    return 1;
+}
+
+int mq_conn_nack(struct mq_conn *c, uint64_t tag, bool multiple, bool requeue, struct cw_error *err)
+{
+    int status = amqp_basic_nack(c->state, MQ_CHANNEL, tag, multiple, requeue);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.nack");
+}

@@ -1,0 +1,446 @@
+/* The HTTP listener process: libmicrohttpd serves from its own thread while the main
+ * thread keeps the supervisor's latest snapshot. Handlers read the snapshot under a
+ * mutex and share one PostgreSQL connection under another. */
+#include "ops/http_server.h"
+#include "executor/channel.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "ops/prometheus.h"
+#include "db/run_status.h"
+#include "base/strbuf.h"
+
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SNAPSHOT_MAX_AGE   10.0 /* s: older means the supervisor stopped talking to us */
+#define DB_RETRY_INTERVAL  1.0  /* s between connection attempts while the database is down */
+#define DB_CONNECT_TIMEOUT "5"  /* s, unless DATABASE_URL says otherwise */
+#define DB_STATEMENT_LIMIT "SET statement_timeout = '5s'"
+#define JSON_CONTENT_TYPE  "application/json"
+#define RUNS_PREFIX        "/v1/worker/runs/"
+#define STATUS_SUFFIX      "/status"
+
+struct http_state {
+    const struct cw_config *cfg;
+    pthread_mutex_t snapshot_lock; /* guards snapshot and snapshot_at */
+    json_object *snapshot;         /* owned; NULL until the first one arrives */
+    double snapshot_at;            /* monotonic time of its arrival */
+    pthread_mutex_t db_lock;       /* guards everything below: one query at a time */
+    PGconn *conn;                  /* owned; NULL while disconnected */
+    double db_retry_at;            /* monotonic: no new attempt before this */
+    char db_error[256];            /* why the last attempt or check failed */
+};
+
+enum endpoint { EP_NONE, EP_HEALTHZ, EP_METRICS, EP_RUN_STATUS, EP_WORKER_METRICS };
+
+/* ---- the database connection ---- */
+
+static void db_note_error(struct http_state *st, const char *what, const char *detail)
+{
+    /* libpq's messages span lines ("...failed\n\tIs the server running..."): one line. */
+    snprintf(st->db_error, sizeof st->db_error, "%s: %s", what, detail);
+    for (char *p = st->db_error; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    size_t n = strlen(st->db_error);
+    while (n && st->db_error[n - 1] == ' ')
+        st->db_error[--n] = '\0';
+}
+
+/* Connects when not connected (at most once per DB_RETRY_INTERVAL). Call with db_lock. */
+static PGconn *db_get(struct http_state *st)
+{
+    if (st->conn && PQstatus(st->conn) == CONNECTION_OK)
+        return st->conn;
+    if (st->conn) {
+        PQfinish(st->conn);
+        st->conn = NULL;
+    }
+    double now = clock_monotonic();
+    if (now < st->db_retry_at)
+        return NULL;
+    st->db_retry_at = now + DB_RETRY_INTERVAL;
+    /* connect_timeout first: a value in DATABASE_URL (expanded from dbname) wins. */
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *values[] = {DB_CONNECT_TIMEOUT, st->cfg->database_url, NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        db_note_error(st, "cannot connect to PostgreSQL", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    /* A stuck query must not hold every later request behind db_lock. */
+    PQclear(PQexec(conn, DB_STATEMENT_LIMIT));
+    st->conn = conn;
+    return conn;
+}
+
+typedef int (*db_fn)(PGconn *conn, void *ctx, struct cw_error *err);
+
+/* Runs fn under db_lock; once more on a fresh connection when the connection turned out
+ * dead (PostgreSQL restarted since the last request), so one request notices recovery. */
+static int with_db(struct http_state *st, db_fn fn, void *ctx, struct cw_error *err)
+{
+    int rc = -1;
+    pthread_mutex_lock(&st->db_lock);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGconn *conn = db_get(st);
+        if (!conn) {
+            CW_FAIL(err, CW_ERR_TRANSIENT, "%s", st->db_error);
+            break;
+        }
+        rc = fn(conn, ctx, err);
+        if (rc == 0 || PQstatus(conn) == CONNECTION_OK)
+            break;
+        st->db_retry_at = 0;
+    }
+    pthread_mutex_unlock(&st->db_lock);
+    return rc;
+}
+
+static int select_one(PGconn *conn, void *ctx, struct cw_error *err)
+{
+    (void)ctx;
+    PGresult *res = PQexec(conn, "SELECT 1");
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc != 0) {
+        char detail[CW_ERROR_DETAIL_MAX];
+        snprintf(detail, sizeof detail, "%s", PQerrorMessage(conn));
+        detail[strcspn(detail, "\n")] = '\0';
+        CW_FAIL(err, CW_ERR_TRANSIENT, "SELECT 1 failed: %s", detail);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* A run's status (run_id > 0) or the worker metrics (run_id 0) into *out. */
+struct run_query {
+    long run_id;
+    json_object *out;
+};
+
+static int query_run_json(PGconn *conn, void *ctx, struct cw_error *err)
+{
+    struct run_query *q = ctx;
+    return q->run_id ? run_status_get(conn, q->run_id, &q->out, err)
+                     : run_status_metrics(conn, &q->out, err);
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
+                               const char *body, size_t len)
+{
+    /* MUST_COPY: the body's owner frees it as soon as we return. */
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Responds with obj as JSON and releases it. */
+static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_object *obj)
+{
+    size_t len;
+    const char *text = json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    enum MHD_Result ret = respond(c, status, JSON_CONTENT_TYPE, text, len);
+    json_object_put(obj);
+    return ret;
+}
+
+static enum MHD_Result respond_detail(struct MHD_Connection *c, unsigned status, const char *detail)
+{
+    /* {"detail": ...} as the application's FastAPI errors are shaped. */
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "detail", json_object_new_string(detail));
+    return respond_json(c, status, o);
+}
+
+/* ---- endpoints ---- */
+
+/* Copies the snapshot's fields /healthz reports into body; returns the snapshot's age
+ * (negative when there is none) and whether it says the broker is connected. */
+static double snapshot_health(struct http_state *st, json_object *body, bool *broker)
+{
+    static const char *const copied[] = {"nodename",  "broker_connected", "breaker_open",
+                                         "executors", "busy_executors",   "pending"};
+    pthread_mutex_lock(&st->snapshot_lock);
+    double age = st->snapshot ? clock_monotonic() - st->snapshot_at : -1;
+    json_object *v;
+    *broker = st->snapshot && json_object_object_get_ex(st->snapshot, "broker_connected", &v) &&
+              json_object_get_boolean(v);
+    for (size_t i = 0; st->snapshot && i < sizeof copied / sizeof copied[0]; i++)
+        if (json_object_object_get_ex(st->snapshot, copied[i], &v))
+            json_object_object_add(body, copied[i], json_object_get(v));
+    pthread_mutex_unlock(&st->snapshot_lock);
+    return age;
+}
+
+static enum MHD_Result serve_healthz(struct http_state *st, struct MHD_Connection *c)
+{
+    json_object *body = json_object_new_object();
+    /* Added now so it comes first; json-c replaces a value in place. */
+    json_object_object_add(body, "status", NULL);
+    json_object *problems = json_object_new_array();
+    bool broker;
+    double age = snapshot_health(st, body, &broker);
+    struct cw_error err;
+    bool db = with_db(st, select_one, NULL, &err) == 0;
+    char text[64];
+    if (age < 0) {
+        json_object_array_add(problems, json_object_new_string("no snapshot from the supervisor"));
+    } else if (age >= SNAPSHOT_MAX_AGE) {
+        snprintf(text, sizeof text, "no snapshot from the supervisor for %.0f s", age);
+        json_object_array_add(problems, json_object_new_string(text));
+    } else if (!broker) {
+        json_object_array_add(problems, json_object_new_string("broker not connected"));
+    }
+    if (!db)
+        json_object_array_add(problems, json_object_new_string(err.message));
+    bool ok = json_object_array_length(problems) == 0;
+    json_object_object_add(body, "database_connected", json_object_new_boolean(db));
+    if (age >= 0)
+        json_object_object_add(body, "snapshot_age_seconds", json_object_new_double(age));
+    json_object_object_add(body, "problems", problems);
+    json_object_object_add(body, "status", json_object_new_string(ok ? "ok" : "unavailable"));
+    return respond_json(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
+}
+
+static enum MHD_Result serve_metrics(struct http_state *st, struct MHD_Connection *c)
+{
+    struct cw_error err;
+    bool db = with_db(st, select_one, NULL, &err) == 0;
+    struct strbuf text = STRBUF_INIT;
+    pthread_mutex_lock(&st->snapshot_lock);
+    /* A stale snapshot would show a dead supervisor's last counters as live. */
+    bool fresh = st->snapshot && clock_monotonic() - st->snapshot_at < SNAPSHOT_MAX_AGE;
+    prometheus_render(fresh ? st->snapshot : NULL, db, &text);
+    pthread_mutex_unlock(&st->snapshot_lock);
+    enum MHD_Result ret =
+        respond(c, MHD_HTTP_OK, PROMETHEUS_CONTENT_TYPE, strbuf_cstr(&text), text.len);
+    strbuf_free(&text);
+    return ret;
+}
+
+/* The application's monitoring routes. run_id 0 = GET /v1/worker/metrics. */
+static enum MHD_Result serve_run_json(struct http_state *st, struct MHD_Connection *c, long run_id)
+{
+    struct run_query q = {run_id, NULL};
+    struct cw_error err;
+    if (with_db(st, query_run_json, &q, &err) != 0) {
+        log_warn("HTTP %s: %s", run_id ? "run status" : "worker metrics", err.message);
+        return respond_detail(c,
+                              err.cls == CW_ERR_TRANSIENT ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                          : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                              err.message);
+    }
+    if (!q.out) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "Run with id %ld not found", run_id);
+        return respond_detail(c, MHD_HTTP_NOT_FOUND, detail);
+    }
+    return respond_json(c, MHD_HTTP_OK, q.out);
+}
+
+/* Which endpoint url names; *run_id for EP_RUN_STATUS. */
+static enum endpoint route(const char *url, long *run_id)
+{
+    if (strcmp(url, "/healthz") == 0)
+        return EP_HEALTHZ;
+    if (strcmp(url, "/metrics") == 0)
+        return EP_METRICS;
+    if (strcmp(url, "/v1/worker/metrics") == 0)
+        return EP_WORKER_METRICS;
+    size_t prefix = strlen(RUNS_PREFIX), len = strlen(url), suffix = strlen(STATUS_SUFFIX);
+    if (len <= prefix + suffix || strncmp(url, RUNS_PREFIX, prefix) != 0 ||
+        strcmp(url + len - suffix, STATUS_SUFFIX) != 0)
+        return EP_NONE;
+    char id[16];
+    size_t idlen = len - prefix - suffix;
+    if (idlen >= sizeof id)
+        return EP_NONE;
+    memcpy(id, url + prefix, idlen);
+    id[idlen] = '\0';
+    return run_status_parse_id(id, run_id) ? EP_RUN_STATUS : EP_NONE;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    (void)version, (void)upload_data, (void)upload_data_size, (void)con_cls;
+    struct http_state *st = cls;
+    long run_id = 0;
+    enum endpoint ep = route(url, &run_id);
+    log_debug("HTTP %s %s", method, url);
+    if (ep == EP_NONE)
+        return respond_detail(c, MHD_HTTP_NOT_FOUND, "Not Found");
+    /* HEAD is GET without the body (libmicrohttpd drops it). Anything else is refused
+     * before its body is read. */
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return respond_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed");
+    switch (ep) {
+    case EP_HEALTHZ:
+        return serve_healthz(st, c);
+    case EP_METRICS:
+        return serve_metrics(st, c);
+    case EP_RUN_STATUS:
+        return serve_run_json(st, c, run_id);
+    case EP_WORKER_METRICS:
+        return serve_run_json(st, c, 0);
+    case EP_NONE:
+        break;
+    }
+    return MHD_NO;
+}
+
+/* ---- start-up and the channel ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    log_warn("HTTP: %s", buf);
+}
+
+/* Resolves "HOST:PORT", "[V6]:PORT" or ":PORT" (all IPv4 interfaces: containers publish
+ * ports on 0.0.0.0) to the address to bind. The caller frees *ai with freeaddrinfo. */
+static int resolve_listen(const char *listen, struct addrinfo **ai, struct cw_error *err)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[256], port[16];
+    size_t hlen = colon ? (size_t)(colon - listen) : 0;
+    if (!colon || hlen >= sizeof host || strlen(colon + 1) >= sizeof port || !colon[1]) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "--http: expected HOST:PORT or :PORT, got '%s'", listen);
+        return -1;
+    }
+    memcpy(host, listen, hlen);
+    host[hlen] = '\0';
+    snprintf(port, sizeof port, "%s", colon + 1);
+    char *h = host;
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host[hlen - 1] = '\0';
+        h = host + 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    if (!*h)
+        hints.ai_family = AF_INET;
+    int rc = getaddrinfo(*h ? h : NULL, port, &hints, ai);
+    if (rc != 0) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "--http %s: %s", listen, gai_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The port of a resolved address, for libmicrohttpd's messages (it binds ai_addr). */
+static uint16_t listen_port(const struct addrinfo *ai)
+{
+    if (ai->ai_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ai->ai_addr)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)ai->ai_addr)->sin_port);
+}
+
+static struct MHD_Daemon *start_daemon(struct http_state *st, struct cw_error *err)
+{
+    struct addrinfo *ai;
+    if (resolve_listen(st->cfg->http_listen, &ai, err) != 0)
+        return NULL;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* One polling thread: requests are served one at a time, which is plenty for probes
+     * and scrapes; the limits keep idle or slow clients from holding it. The logger goes
+     * first, or libmicrohttpd reports the options before it its own way. */
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, listen_port(ai), NULL, NULL, handle, st, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!d)
+        CW_FAIL(err, CW_ERR_TRANSIENT, "cannot listen on %s (address in use or not local?)",
+                st->cfg->http_listen);
+    return d;
+}
+
+static void keep_snapshot(struct http_state *st, json_object *msg)
+{
+    json_object *type;
+    if (!json_object_object_get_ex(msg, "type", &type) ||
+        strcmp(json_object_get_string(type), "snapshot") != 0) {
+        json_object_put(msg);
+        return;
+    }
+    pthread_mutex_lock(&st->snapshot_lock);
+    json_object *old = st->snapshot;
+    st->snapshot = msg;
+    st->snapshot_at = clock_monotonic();
+    pthread_mutex_unlock(&st->snapshot_lock);
+    json_object_put(old);
+}
+
+/* Reads snapshots until the supervisor closes the channel. Returns the exit status. */
+static int read_channel(struct http_state *st, int fd)
+{
+    for (;;) {
+        json_object *msg = NULL;
+        struct cw_error err;
+        int rc = channel_recv(fd, &msg, &err);
+        if (rc == 1) {
+            keep_snapshot(st, msg);
+        } else if (rc == 0) {
+            return 0;
+        } else if (err.cls != CW_ERR_INTERNAL) {
+            log_error("HTTP listener: %s", err.message);
+            return 1;
+        } else {
+            log_warn("HTTP listener: %s", err.message); /* one bad message, go on */
+        }
+    }
+}
+
+void http_server_main(int channel_fd, const struct cw_config *cfg)
+{
+    signal(SIGPIPE, SIG_IGN);
+    log_configure((enum log_level)cfg->log_level, cfg->log_json, "http");
+    struct http_state st = {.cfg = cfg};
+    pthread_mutex_init(&st.snapshot_lock, NULL);
+    pthread_mutex_init(&st.db_lock, NULL);
+    struct cw_error err;
+    struct MHD_Daemon *d = start_daemon(&st, &err);
+    if (!d) {
+        log_error("HTTP listener: %s", err.message);
+        _exit(1);
+    }
+    log_info("HTTP listener on %s", cfg->http_listen);
+    int status = read_channel(&st, channel_fd);
+    /* Stop the thread before freeing what its handlers use. */
+    MHD_stop_daemon(d);
+    if (st.conn)
+        PQfinish(st.conn);
+    json_object_put(st.snapshot);
+    close(channel_fd);
+    _exit(status);
+}

@@ -27,6 +27,9 @@ struct mq_conn {
 CW_MUST_CHECK int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s,
                                struct cw_error *err);
 void mq_conn_close(struct mq_conn *c);
+/* Drops a connection that failed, without the closing handshake (which would wait for a
+ * peer that is gone or has already closed its side). */
+void mq_conn_abandon(struct mq_conn *c);
 /* True when url parses as kombu would accept it (amqp:// or amqps://). */
 bool mq_conn_url_valid(const char *url);
 /* Parses url as kombu reads it; info's strings point into *storage, which the caller frees. */

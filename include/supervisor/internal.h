@@ -1,7 +1,9 @@
 /* Internal to the supervisor (worker/supervisor.c and the files of worker/supervisor/): the
  * delivery lifecycle, the executor table and the supervisor's state. Split by concern:
- *   broker.c      AMQP connections, acks, confirmed publishing, QoS
- *   deliveries.c  decoding, dead-lettering, the pending list, dispatch to executors
+ *   lifecycle.c   every change of a delivery's state (supervisor/delivery.h), settling
+ *                 with the broker, connection loss, freeing settled deliveries
+ *   broker.c      AMQP connections, confirmed publishing, QoS
+ *   deliveries.c  decoding, dead-lettering, holding for eta, dispatch to executors
  *   executors.c   the process table: spawn, reap, respawn, hard time limits
  *   results.c     what an executor's result means: ack, retry, requeue, stuck-run sweep
  *   http_child.c  the HTTP listener process and its snapshots
@@ -9,7 +11,9 @@
 #ifndef CWORKER_SUPERVISOR_INTERNAL_H
 #define CWORKER_SUPERVISOR_INTERNAL_H
 
+#include "executor/protocol.h"
 #include "mq/conn.h"
+#include "supervisor/delivery.h"
 #include "celery/events.h"
 #include "celery/message.h"
 #include "base/config.h"
@@ -25,22 +29,6 @@
 #define MAX_BREAKER_DELAY    30.0
 #define AMQP_HEARTBEAT_S     30
 #define DELIVERIES_PER_ROUND 64
-
-/* A message the broker gave us; owned by the supervisor until acked or rejected.
- * Lifecycle: received (pending) -> dispatched (executor->current) -> result -> acked,
- * retried, requeued or dead-lettered. */
-struct delivery {
-    struct delivery *next;
-    uint64_t tag;
-    unsigned generation;   /* consumer connection it came on: tags are per connection */
-    int queue;             /* index into cfg->queues */
-    uint64_t seq;          /* our id for it on the executor channel */
-    double not_before;     /* monotonic: a producer eta in the future */
-    char *forced_error;    /* set after a hard-limit kill: the next attempt records this */
-    bool forced_permanent; /* forced_error is a permanent failure (revoked), not a timeout */
-    double dispatched_at;  /* monotonic, for the duration histogram */
-    struct celery_task task;
-};
 
 enum exec_state { EXEC_EMPTY, EXEC_STARTING, EXEC_IDLE, EXEC_BUSY, EXEC_SWEEPING };
 
@@ -73,8 +61,7 @@ struct supervisor {
     double reconnect_delay;
     struct executor *execs;
     int nexec;
-    struct delivery *pending;
-    struct delivery **pending_tail;
+    struct delivery *deliveries; /* every delivery not yet collected, in arrival order */
     uint64_t next_seq;
     double paused_until; /* circuit breaker: no dispatch before this */
     double breaker_delay;
@@ -104,24 +91,48 @@ struct supervisor {
     char *broker_url;                        /* owned; NULL when the URL did not parse */
 };
 
-void sup_delivery_free(struct delivery *d);
+/* lifecycle.c */
 /* Log lines that follow carry this delivery's task id and run id (cleared every round). */
 void sup_log_task(const struct delivery *d);
 const char *sup_queue_name(const struct supervisor *s, const struct delivery *d);
-bool sup_delivery_is_current(const struct supervisor *s, const struct delivery *d);
+/* A new delivery (RECEIVED) at the end of the list. */
+struct delivery *sup_delivery_new(struct supervisor *s, uint64_t tag, int queue);
+/* Moves d (delivery_move); an impossible move is logged as an error and refused. */
+bool sup_move(struct supervisor *s, struct delivery *d, enum delivery_state to);
+/* Settles d with the broker: ACKED, RETRIED, DEAD_LETTERED and REVOKED ack it, REQUEUED
+ * rejects it with requeue. A failed ack or reject is a lost connection. */
+void sup_settle(struct supervisor *s, struct delivery *d, enum delivery_state to);
+/* The consumer connection is gone: every delivery that came on it is ORPHANED at once
+ * (the broker redelivers them), both connections are dropped, reconnecting starts now. */
 void sup_consumer_lost(struct supervisor *s, const struct cw_error *err);
+/* Frees settled deliveries no executor holds any more. Called once a round from the loop
+ * only, so a delivery a caller holds stays valid through whatever that caller calls. */
+void sup_collect(struct supervisor *s);
+/* True while an orphaned execution of task_id still runs in one of our executors. */
+bool sup_orphan_running(const struct supervisor *s, const char *task_id);
+int sup_count_in(const struct supervisor *s, enum delivery_state state);
+
 void sup_consumer_tag(int queue, char *out, size_t len);
 void sup_ensure_consumer(struct supervisor *s, double now);
 int sup_publish_confirmed(struct supervisor *s, const char *routing_key,
                           const amqp_basic_properties_t *props, amqp_bytes_t body,
                           struct cw_error *err);
-void sup_settle(struct supervisor *s, struct delivery *d, bool ack, bool requeue);
+/* deliveries.c */
 void sup_read_deliveries(struct supervisor *s);
+/* Publishes d's original message to <queue>.dead with the reason, then acks it (requeues
+ * it when the publish fails). */
+void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reason);
+void sup_on_started(struct supervisor *s, struct executor *e, uint64_t seq);
+void sup_on_refused(struct supervisor *s, struct executor *e, uint64_t seq, const char *reason);
+/* executors.c */
+/* In a freshly forked child: closes the supervisor's broker sockets and channels (the
+ * parent keeps its own copies open). */
+void sup_close_inherited(struct supervisor *s);
 void sup_respawn_executors(struct supervisor *s, double now);
 void sup_reap_children(struct supervisor *s, double now);
 void sup_enforce_hard_limits(struct supervisor *s, double now);
 void sup_dispatch(struct supervisor *s, double now);
-void sup_on_result(struct supervisor *s, struct executor *e, json_object *msg);
+void sup_on_result(struct supervisor *s, struct executor *e, const struct proto_result *r);
 void sup_schedule_sweep(struct supervisor *s, double now);
 void sup_on_sweep_result(struct supervisor *s, struct executor *e, json_object *msg);
 void sup_read_executor(struct supervisor *s, struct executor *e);
@@ -142,16 +153,14 @@ void sup_events_tick(struct supervisor *s, double now);
 void sup_event_worker_offline(struct supervisor *s);
 void sup_event_task_received(struct supervisor *s, const struct delivery *d);
 void sup_event_task_started(struct supervisor *s, const struct delivery *d);
-/* outcome from the executor's result message (json), as in on_result. */
-void sup_event_task_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
-                             json_object *msg, double runtime);
+void sup_event_task_finished(struct supervisor *s, const struct delivery *d,
+                             const struct proto_result *r, double runtime);
 void sup_event_task_not_registered(struct supervisor *s, const struct celery_task *t);
 void sup_event_task_revoked(struct supervisor *s, const struct celery_task *t, bool terminated,
                             bool expired);
 
 /* rpc.c: results for AsyncResult.get() (rpc:// backend). */
-void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
-                      json_object *msg);
+void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const struct proto_result *r);
 void sup_rpc_not_registered(struct supervisor *s, const struct celery_task *t);
 void sup_rpc_revoked(struct supervisor *s, const struct celery_task *t, const char *reason);
 

@@ -11,6 +11,7 @@
 #include <sys/time.h>
 
 #define CONFIRM_TIMEOUT_MS 30000
+#define RPC_TIMEOUT_S      10
 
 static int fail_reply(struct cw_error *err, const struct mq_conn *c, amqp_rpc_reply_t r,
                       const char *what)
@@ -111,6 +112,10 @@ int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_
     }
     snprintf(c->where, sizeof c->where, "%s:%d/%s", info.host, info.port, info.vhost);
     c->state = amqp_new_connection();
+    /* Every synchronous call (declare, qos, consume, close) gives up after this instead of
+     * waiting forever on a broker that stopped answering. */
+    struct timeval rpc_timeout = {RPC_TIMEOUT_S, 0};
+    amqp_set_rpc_timeout(c->state, &rpc_timeout);
     int rc = open_socket(c, &info, err) == 0 && login(c, &info, heartbeat_s, err) == 0 ? 0 : -1;
     free(copy);
     if (rc != 0) {
@@ -135,6 +140,17 @@ bool mq_conn_url_valid(const char *url)
     bool ok = amqp_parse_url(copy, &info) == AMQP_STATUS_OK;
     free(copy);
     return ok;
+}
+
+void mq_conn_abandon(struct mq_conn *c)
+{
+    if (!c->state)
+        return;
+    /* No closing handshake: a broker that has sent connection.close answers nothing else,
+     * and a dead peer answers nothing at all. Destroying closes the socket. */
+    amqp_destroy_connection(c->state);
+    c->state = NULL;
+    c->confirms = false;
 }
 
 void mq_conn_close(struct mq_conn *c)

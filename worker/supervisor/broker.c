@@ -1,33 +1,11 @@
-/* Supervisor: the consumer and publisher AMQP connections, acks, confirmed publishing, QoS. */
-#include "supervisor/internal.h"
-#include "executor/channel.h"
+/* Supervisor: the consumer and publisher AMQP connections, confirmed publishing, QoS. */
 #include "base/clock.h"
-#include "mq/dead_letter.h"
-#include "executor/executor.h"
-#include "ops/http_server.h"
 #include "base/log.h"
-#include "tasks/task.h"
-#include "base/xalloc.h"
+#include "supervisor/internal.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-void sup_consumer_lost(struct supervisor *s, const struct cw_error *err)
-{
-    log_error("broker connection lost: %s", err->message);
-    mq_conn_close(&s->consumer);
-    mq_conn_close(&s->publisher);
-    s->reconnect_at = clock_monotonic() + s->reconnect_delay;
-}
 
 void sup_consumer_tag(int queue, char *out, size_t len)
 {
@@ -71,7 +49,7 @@ void sup_ensure_consumer(struct supervisor *s, double now)
         return;
     struct cw_error err;
     if (open_consumer(s, &err) != 0) {
-        mq_conn_close(&s->consumer);
+        mq_conn_abandon(&s->consumer);
         log_warn("cannot reach the broker (next try in %.0f s): %s", s->reconnect_delay,
                  err.message);
         s->reconnect_at = now + s->reconnect_delay;
@@ -91,7 +69,7 @@ static int ensure_publisher(struct supervisor *s, struct cw_error *err)
     /* No heartbeats: this connection is only used in short synchronous bursts. */
     if (mq_conn_open(&s->publisher, s->cfg->broker_url, 0, err) != 0 ||
         mq_conn_enable_confirms(&s->publisher, err) != 0) {
-        mq_conn_close(&s->publisher);
+        mq_conn_abandon(&s->publisher);
         return -1;
     }
     return 0;
@@ -110,25 +88,10 @@ int sup_publish_to(struct supervisor *s, const char *exchange, const char *routi
     if (ensure_publisher(s, err) != 0)
         return -1;
     if (mq_conn_publish(&s->publisher, exchange, routing_key, props, body, err) != 0) {
-        mq_conn_close(&s->publisher);
+        mq_conn_abandon(&s->publisher);
         return -1;
     }
     return 0;
-}
-
-void sup_settle(struct supervisor *s, struct delivery *d, bool ack, bool requeue)
-{
-    sup_log_task(d);
-    if (!sup_delivery_is_current(s, d)) {
-        log_info("task %s: its delivery belongs to a closed connection; the broker redelivers it",
-                 d->task.id ? d->task.id : "(undecoded message)");
-        return;
-    }
-    struct cw_error err;
-    int rc = ack ? mq_conn_ack(&s->consumer, d->tag, &err)
-                 : mq_conn_reject(&s->consumer, d->tag, requeue, &err);
-    if (rc != 0)
-        sup_consumer_lost(s, &err);
 }
 
 /* Messages waiting in the delay queues, counted now and then for /metrics. */
@@ -146,7 +109,7 @@ void sup_count_waiting_retries(struct supervisor *s, double now)
             mq_conn_retry_queue_name(s->cfg->queues[q], s->cfg->retry_delays[i], name, sizeof name);
             if (ensure_publisher(s, &err) != 0 ||
                 mq_conn_queue_count(&s->publisher, name, &n, &err) != 0) {
-                mq_conn_close(&s->publisher);
+                mq_conn_abandon(&s->publisher);
                 s->retries_waiting = -1;
                 return;
             }
@@ -162,9 +125,8 @@ void sup_adjust_prefetch(struct supervisor *s, double now)
 {
     if (!mq_conn_is_open(&s->consumer) || s->draining)
         return;
-    int held = 0;
-    for (struct delivery *d = s->pending; d; d = d->next)
-        held += d->not_before > now;
+    (void)now;
+    int held = sup_count_in(s, DLV_HELD);
     int want = base_prefetch(s->cfg) + held;
     if (want > 65535)
         want = 65535;

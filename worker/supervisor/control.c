@@ -121,7 +121,7 @@ static struct celery_control_task task_info(const struct supervisor *s, const st
 static void collect_tasks(const struct supervisor *s, struct state_arrays *a, double now)
 {
     size_t npending = 0;
-    for (const struct delivery *d = s->pending; d; d = d->next)
+    for (const struct delivery *d = s->deliveries; d; d = d->next)
         npending++;
     a->active = cw_xcalloc((size_t)s->nexec, sizeof *a->active);
     a->reserved = cw_xcalloc(npending ? npending : 1, sizeof *a->reserved);
@@ -131,17 +131,17 @@ static void collect_tasks(const struct supervisor *s, struct state_arrays *a, do
     for (int i = 0; i < s->nexec; i++) {
         const struct executor *e = &s->execs[i];
         a->pids[i] = e->state == EXEC_EMPTY ? 0 : (long)e->pid;
-        if (e->state != EXEC_BUSY || !e->current)
+        if (e->state != EXEC_BUSY || !e->current || e->current->state == DLV_ORPHANED)
             continue;
         struct celery_control_task t = task_info(s, e->current);
         t.time_start = wall - (now - e->current->dispatched_at);
         t.worker_pid = (long)e->pid;
         a->active[a->nactive++] = t;
     }
-    for (const struct delivery *d = s->pending; d; d = d->next) {
-        if (d->not_before > now)
+    for (const struct delivery *d = s->deliveries; d; d = d->next) {
+        if (d->state == DLV_HELD)
             a->scheduled[a->nscheduled++] = task_info(s, d);
-        else
+        else if (d->state == DLV_PENDING)
             a->reserved[a->nreserved++] = task_info(s, d);
     }
 }

@@ -1,78 +1,38 @@
-/* Supervisor: decoding deliveries, dead-lettering, the pending list, dispatch to executors. */
-#include "supervisor/internal.h"
-#include "executor/channel.h"
+/* Supervisor: taking deliveries in (decoding, dead-lettering, holding for eta) and handing
+ * runnable ones to idle executors. Every state change goes through lifecycle.c. */
 #include "base/clock.h"
-#include "mq/dead_letter.h"
-#include "executor/executor.h"
-#include "ops/http_server.h"
 #include "base/log.h"
+#include "executor/channel.h"
+#include "mq/dead_letter.h"
+#include "supervisor/internal.h"
 #include "tasks/task.h"
-#include "base/xalloc.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-void sup_delivery_free(struct delivery *d)
-{
-    if (!d)
-        return;
-    celery_task_free(&d->task);
-    free(d->forced_error);
-    free(d);
-}
+/* Hand-overs to executors a delivery may fail before it is dead-lettered: it is not the
+ * executors' fault any more. */
+#define MAX_DISPATCH_FAILURES 3
 
-void sup_log_task(const struct delivery *d)
-{
-    long run_id = 0;
-    struct cw_error ignored;
-    if (!d || !d->task.id) {
-        log_set_task(NULL, 0);
-        return;
-    }
-    if (!d->task.args || celery_task_int_arg(&d->task, 0, "run_id", &run_id, &ignored) != 0)
-        run_id = 0;
-    log_set_task(d->task.id, run_id);
-}
-
-const char *sup_queue_name(const struct supervisor *s, const struct delivery *d)
-{
-    return s->cfg->queues[d->queue];
-}
-
-bool sup_delivery_is_current(const struct supervisor *s, const struct delivery *d)
-{
-    return d->generation == s->generation && mq_conn_is_open(&s->consumer);
-}
-
-static void dead_letter(struct supervisor *s, const amqp_envelope_t *env, int queue,
-                        const char *reason)
+void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reason)
 {
     char routing_key[300];
-    snprintf(routing_key, sizeof routing_key, "%s.dead", s->cfg->queues[queue]);
+    snprintf(routing_key, sizeof routing_key, "%s.dead", sup_queue_name(s, d));
     amqp_pool_t pool;
     init_amqp_pool(&pool, 4096);
     amqp_basic_properties_t props;
-    dead_letter_properties(&env->message.properties, reason, s->cfg->queues[queue], clock_wall(),
-                           &pool, &props);
+    dead_letter_properties(&d->original.props, reason, sup_queue_name(s, d), clock_wall(), &pool,
+                           &props);
     struct cw_error err;
-    struct delivery tmp = {.tag = env->delivery_tag, .generation = s->generation};
-    if (sup_publish_confirmed(s, routing_key, &props, env->message.body, &err) == 0) {
-        log_warn("message %" PRIu64 " dead-lettered to %s: %s", (uint64_t)env->delivery_tag,
-                 routing_key, reason);
+    if (sup_publish_confirmed(s, routing_key, &props, d->original.body, &err) == 0) {
+        log_warn("message %" PRIu64 " dead-lettered to %s: %s", d->tag, routing_key, reason);
         s->stats.dead_lettered++;
-        sup_settle(s, &tmp, true, false);
+        sup_settle(s, d, DLV_DEAD_LETTERED);
     } else {
         log_error("cannot dead-letter a message (%s); it is requeued: %s", reason, err.message);
-        sup_settle(s, &tmp, false, true);
+        sup_settle(s, d, DLV_REQUEUED);
     }
     empty_amqp_pool(&pool);
 }
@@ -88,21 +48,13 @@ static int queue_of(const struct supervisor *s, amqp_bytes_t tag)
     return 0;
 }
 
-static void enqueue(struct supervisor *s, struct delivery *d)
-{
-    d->next = NULL;
-    *s->pending_tail = d;
-    s->pending_tail = &d->next;
-}
-
 /* A task id revoked by remote control: not run, acked, reported as revoked. */
 static void drop_revoked(struct supervisor *s, struct delivery *d, bool expired)
 {
     log_warn("task %s %s revoked%s", d->task.task, d->task.id, expired ? ": expired" : "");
     sup_event_task_revoked(s, &d->task, false, expired);
     sup_rpc_revoked(s, &d->task, expired ? "expired" : "revoked");
-    sup_settle(s, d, true, false);
-    sup_delivery_free(d);
+    sup_settle(s, d, DLV_REVOKED);
 }
 
 /* Canvas (link, link_error, chain, chord) is not supported: the task runs, nothing is
@@ -118,27 +70,42 @@ static void warn_canvas(const struct delivery *d)
                      keys[i]);
 }
 
+/* Decoded and known: not run when revoked or expired, else held for its eta or pending. */
+static void admit(struct supervisor *s, struct delivery *d)
+{
+    sup_log_task(d);
+    double wall = clock_wall();
+    bool revoked = sup_is_revoked(s, d->task.id);
+    if (revoked || (d->task.has_expires && d->task.expires <= wall)) {
+        drop_revoked(s, d, !revoked);
+        return;
+    }
+    bool later = d->task.has_eta && d->task.eta > wall;
+    d->not_before = later ? clock_monotonic() + (d->task.eta - wall) : 0;
+    log_info("task %s %s received (retries %d)", d->task.task, d->task.id, d->task.retries);
+    worker_stats_count(&s->stats, d->task.task, TASK_EVENT_RECEIVED);
+    sup_event_task_received(s, d);
+    warn_canvas(d);
+    sup_move(s, d, later ? DLV_HELD : DLV_PENDING);
+}
+
 static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
 {
     if (sup_control_owns(s, env->consumer_tag)) {
         sup_control_handle(s, env);
         return;
     }
-    int queue = queue_of(s, env->consumer_tag);
-    struct delivery *d = cw_xcalloc(1, sizeof *d);
-    d->tag = env->delivery_tag;
-    d->generation = s->generation;
-    d->queue = queue;
-    struct cw_error err;
+    struct delivery *d = sup_delivery_new(s, env->delivery_tag, queue_of(s, env->consumer_tag));
+    mq_message_copy_init(&d->original, &env->message.properties, env->message.body);
     if (s->draining) { /* arrived while cancelling: give it back */
-        sup_settle(s, d, false, true);
-        free(d);
+        sup_settle(s, d, DLV_REQUEUED);
         return;
     }
+    struct cw_error err;
     if (celery_message_decode(&env->message.properties, env->message.body.bytes,
                               env->message.body.len, &d->task, &err) != 0) {
-        sup_delivery_free(d); /* the decoder may have filled part of the task */
-        dead_letter(s, env, queue, err.message);
+        celery_task_free(&d->task); /* the decoder may have filled part of it */
+        sup_dead_letter(s, d, err.message);
         return;
     }
     if (!task_registry_find(d->task.task)) {
@@ -146,23 +113,10 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
         snprintf(reason, sizeof reason, "unknown task %s", d->task.task);
         sup_event_task_not_registered(s, &d->task);
         sup_rpc_not_registered(s, &d->task);
-        dead_letter(s, env, queue, reason);
-        sup_delivery_free(d);
+        sup_dead_letter(s, d, reason);
         return;
     }
-    sup_log_task(d);
-    double wall = clock_wall();
-    if (sup_is_revoked(s, d->task.id) || (d->task.has_expires && d->task.expires <= wall)) {
-        drop_revoked(s, d, !sup_is_revoked(s, d->task.id));
-        return;
-    }
-    d->not_before =
-        d->task.has_eta && d->task.eta > wall ? clock_monotonic() + (d->task.eta - wall) : 0;
-    log_info("task %s %s received (retries %d)", d->task.task, d->task.id, d->task.retries);
-    worker_stats_count(&s->stats, d->task.task, TASK_EVENT_RECEIVED);
-    sup_event_task_received(s, d);
-    warn_canvas(d);
-    enqueue(s, d);
+    admit(s, d);
 }
 
 void sup_read_deliveries(struct supervisor *s)
@@ -182,91 +136,115 @@ void sup_read_deliveries(struct supervisor *s)
     }
 }
 
-static json_object *task_message(const struct delivery *d)
-{
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "type", json_object_new_string("task"));
-    json_object_object_add(m, "delivery", json_object_new_int64((int64_t)d->seq));
-    json_object_object_add(m, "task_id", json_object_new_string(d->task.id));
-    json_object_object_add(m, "task", json_object_new_string(d->task.task));
-    json_object_object_add(m, "retries", json_object_new_int(d->task.retries));
-    json_object_object_add(m, "args", json_object_get(d->task.args));
-    json_object_object_add(m, "kwargs", json_object_get(d->task.kwargs));
-    if (d->task.has_soft_time_limit)
-        json_object_object_add(m, "soft_time_limit",
-                               json_object_new_double(d->task.soft_time_limit));
-    if (d->forced_error) {
-        json_object *f = json_object_new_object();
-        json_object_object_add(
-            f, "class", json_object_new_string(d->forced_permanent ? "permanent" : "timeout"));
-        json_object_object_add(f, "message", json_object_new_string(d->forced_error));
-        json_object_object_add(m, "forced_error", f);
-    }
-    return m;
-}
-
-/* Takes the first pending delivery that may run now; stale ones are dropped. */
+/* The first delivery that may run now, in arrival order (so one sent back for a forced
+ * outcome goes first). Held ones whose eta came are released on the way. A task whose
+ * orphaned execution still runs here waits: the same run never executes twice at once. */
 static struct delivery *take_runnable(struct supervisor *s, double now)
 {
-    for (struct delivery **p = &s->pending; *p;) {
-        struct delivery *d = *p;
-        if (d->generation != s->generation) { /* the broker redelivers it */
-            *p = d->next;
-            sup_delivery_free(d);
-            continue;
-        }
-        if (d->not_before <= now) {
-            *p = d->next;
-            if (!*p)
-                s->pending_tail = p;
+    for (struct delivery *d = s->deliveries; d; d = d->next) {
+        if (d->state == DLV_HELD && d->not_before <= now)
+            sup_move(s, d, DLV_PENDING);
+        if (d->state == DLV_PENDING && !sup_orphan_running(s, d->task.id))
             return d;
-        }
-        p = &d->next;
     }
-    s->pending_tail = &s->pending;
-    for (struct delivery *d = s->pending; d; d = d->next)
-        s->pending_tail = &d->next;
     return NULL;
+}
+
+static enum cw_error_class forced_class(const struct delivery *d)
+{
+    switch (d->forced) {
+    case DLV_FORCED_TIMEOUT:
+        return CW_ERR_TIMEOUT;
+    case DLV_FORCED_REVOKED:
+        return CW_ERR_PERMANENT;
+    default:
+        return CW_ERR_NONE;
+    }
+}
+
+static double hard_limit_of(const struct supervisor *s, const struct delivery *d)
+{
+    return d->task.has_time_limit ? d->task.time_limit : s->cfg->time_limit;
+}
+
+/* The hand-over failed. The message itself (too large for the channel) is dead-lettered at
+ * once; an executor that cannot be reached is replaced, and the delivery waits for the
+ * next one, up to MAX_DISPATCH_FAILURES times. */
+static void dispatch_failed(struct supervisor *s, struct executor *e, struct delivery *d,
+                            const struct cw_error *err)
+{
+    char reason[CW_ERROR_DETAIL_MAX + 64];
+    snprintf(reason, sizeof reason, "cannot be handed to an executor: %s", err->message);
+    if (err->cls == CW_ERR_PERMANENT || ++d->dispatch_failures >= MAX_DISPATCH_FAILURES) {
+        sup_dead_letter(s, d, reason);
+        return;
+    }
+    log_warn("executor %d unreachable (%s); task %s waits for another", (int)e->pid, err->message,
+             d->task.id);
+    kill(e->pid, SIGKILL); /* the reaper respawns it */
+    e->state = EXEC_STARTING;
+}
+
+static void dispatch_to(struct supervisor *s, struct executor *e, struct delivery *d, double now)
+{
+    sup_log_task(d);
+    d->seq = ++s->next_seq;
+    double hard = hard_limit_of(s, d);
+    json_object *m = proto_task_encode(d->seq, &d->task, hard, forced_class(d), d->forced_error);
+    struct cw_error err;
+    int rc = channel_send(e->fd, m, &err);
+    json_object_put(m);
+    if (rc != 0) {
+        dispatch_failed(s, e, d, &err);
+        return;
+    }
+    sup_move(s, d, DLV_DISPATCHED);
+    e->state = EXEC_BUSY;
+    e->current = d;
+    d->dispatched_at = now;
+    e->hard_deadline = now + hard;
 }
 
 void sup_dispatch(struct supervisor *s, double now)
 {
-    if (now < s->paused_until || s->draining)
+    if (now < s->paused_until || s->draining || !mq_conn_is_open(&s->consumer))
         return;
     for (int i = 0; i < s->nexec; i++) {
         struct executor *e = &s->execs[i];
-        if (e->state != EXEC_IDLE)
-            continue;
-        struct delivery *d = take_runnable(s, now);
-        if (!d)
-            return;
-        if (!d->forced_error && sup_is_revoked(s, d->task.id)) { /* revoked while waiting */
-            sup_log_task(d);
-            drop_revoked(s, d, false);
-            i--;
-            continue;
+        struct delivery *d;
+        while (e->state == EXEC_IDLE && (d = take_runnable(s, now)) != NULL) {
+            if (d->forced == DLV_FORCED_NONE && sup_is_revoked(s, d->task.id)) {
+                sup_log_task(d); /* revoked while it waited */
+                drop_revoked(s, d, false);
+                continue;
+            }
+            dispatch_to(s, e, d, now);
         }
-        d->seq = ++s->next_seq;
-        json_object *m = task_message(d);
-        struct cw_error err;
-        int rc = channel_send(e->fd, m, &err);
-        json_object_put(m);
-        if (rc != 0) { /* the executor is dying: put the task back, the reaper cleans up */
-            log_warn("executor %d unreachable: %s", (int)e->pid, err.message);
-            d->next = s->pending;
-            s->pending = d;
-            if (!d->next)
-                s->pending_tail = &d->next;
-            kill(e->pid, SIGKILL);
-            e->state = EXEC_STARTING;
-            continue;
-        }
-        double hard = d->task.has_time_limit ? d->task.time_limit : s->cfg->time_limit;
-        e->state = EXEC_BUSY;
-        e->current = d;
-        d->dispatched_at = now;
-        e->hard_deadline = now + hard;
-        if (!d->forced_error)
-            sup_event_task_started(s, d);
     }
+}
+
+/* The executor read the task and begins it. */
+void sup_on_started(struct supervisor *s, struct executor *e, uint64_t seq)
+{
+    struct delivery *d = e->current;
+    if (!d || d->seq != seq || d->state != DLV_DISPATCHED)
+        return; /* orphaned meanwhile, or a stale message */
+    sup_move(s, d, DLV_RUNNING);
+    if (d->forced == DLV_FORCED_NONE)
+        sup_event_task_started(s, d);
+}
+
+/* The executor could not read the task message: it would fail the same way anywhere. */
+void sup_on_refused(struct supervisor *s, struct executor *e, uint64_t seq, const char *reason)
+{
+    struct delivery *d = e->current;
+    if (!d || d->seq != seq)
+        return;
+    e->current = NULL;
+    e->state = EXEC_IDLE;
+    if (d->state != DLV_DISPATCHED)
+        return; /* orphaned: the broker redelivers it */
+    char text[CW_ERROR_DETAIL_MAX + 64];
+    snprintf(text, sizeof text, "refused by the executor: %s", reason);
+    sup_dead_letter(s, d, text);
 }

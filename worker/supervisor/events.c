@@ -103,29 +103,18 @@ void sup_event_task_started(struct supervisor *s, const struct delivery *d)
     built(s, celery_events_task_started(&s->ident, d->task.id, clock_wall(), &m, &err), &m, &err);
 }
 
-static const char *error_field(json_object *msg, const char *key)
-{
-    json_object *e, *v;
-    if (json_object_object_get_ex(msg, "error", &e) && json_object_object_get_ex(e, key, &v))
-        return json_object_get_string(v);
-    return NULL;
-}
-
 /* "PermanentError('...')", as Celery shows an exception in events. */
-static char *exception_text(json_object *msg)
+static char *exception_text(const struct proto_result *r)
 {
-    const char *cls = error_field(msg, "class");
-    const char *type = !cls                            ? "InternalError"
-                       : strcmp(cls, "permanent") == 0 ? "PermanentError"
-                       : strcmp(cls, "transient") == 0 ? "TransientError"
-                       : strcmp(cls, "timeout") == 0   ? "TimeLimitExceeded"
-                                                       : "InternalError";
-    const char *message = error_field(msg, "message");
-    return celery_events_exception_repr(type, message ? message : "");
+    const char *type = r->error_cls == CW_ERR_PERMANENT   ? "PermanentError"
+                       : r->error_cls == CW_ERR_TRANSIENT ? "TransientError"
+                       : r->error_cls == CW_ERR_TIMEOUT   ? "TimeLimitExceeded"
+                                                          : "InternalError";
+    return celery_events_exception_repr(type, r->error_message);
 }
 
-void sup_event_task_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
-                             json_object *msg, double runtime)
+void sup_event_task_finished(struct supervisor *s, const struct delivery *d,
+                             const struct proto_result *r, double runtime)
 {
     if (!s->task_events)
         return;
@@ -134,18 +123,22 @@ void sup_event_task_finished(struct supervisor *s, const struct delivery *d, con
     struct cw_error err;
     double now = clock_wall();
     int rc;
-    if (strcmp(outcome, "succeeded") == 0) {
-        json_object *result = NULL;
-        json_object_object_get_ex(msg, "result", &result);
-        rc = celery_events_task_succeeded(&s->ident, d->task.id, result, runtime, now, &m, &err);
-    } else if (strcmp(outcome, "failed") == 0 || strcmp(outcome, "retry") == 0) {
-        char *exc = exception_text(msg);
-        const char *tb = error_field(msg, "traceback");
-        rc = strcmp(outcome, "failed") == 0
-                 ? celery_events_task_failed(&s->ident, d->task.id, exc, tb, now, &m, &err)
-                 : celery_events_task_retried(&s->ident, d->task.id, exc, tb, now, &m, &err);
+    char *exc;
+    switch (r->outcome) {
+    case TASK_SUCCEEDED:
+        rc = celery_events_task_succeeded(&s->ident, d->task.id, r->result, runtime, now, &m, &err);
+        break;
+    case TASK_FAILED:
+    case TASK_RETRY:
+        exc = exception_text(r);
+        rc = r->outcome == TASK_FAILED
+                 ? celery_events_task_failed(&s->ident, d->task.id, exc, r->error_traceback, now,
+                                             &m, &err)
+                 : celery_events_task_retried(&s->ident, d->task.id, exc, r->error_traceback, now,
+                                              &m, &err);
         free(exc);
-    } else {
+        break;
+    default:
         return; /* skipped / requeued: the task runs (or ran) elsewhere */
     }
     built(s, rc, &m, &err);

@@ -1,25 +1,34 @@
-/* Supervisor: the executor process table (spawn, reap, respawn, hard time limits). */
-#include "supervisor/internal.h"
-#include "executor/channel.h"
+/* Supervisor: the executor process table (spawn, reap, respawn, hard time limits) and
+ * reading what executors say. */
 #include "base/clock.h"
-#include "mq/dead_letter.h"
-#include "executor/executor.h"
-#include "ops/http_server.h"
 #include "base/log.h"
-#include "tasks/task.h"
 #include "base/xalloc.h"
+#include "executor/channel.h"
+#include "executor/executor.h"
+#include "supervisor/internal.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+void sup_close_inherited(struct supervisor *s)
+{
+    int consumer = mq_conn_fd(&s->consumer), publisher = mq_conn_fd(&s->publisher);
+    if (consumer >= 0)
+        close(consumer);
+    if (publisher >= 0)
+        close(publisher);
+    if (s->http_fd >= 0)
+        close(s->http_fd);
+    for (int j = 0; j < s->nexec; j++)
+        if (s->execs[j].state != EXEC_EMPTY && s->execs[j].fd >= 0)
+            close(s->execs[j].fd);
+}
 
 static void spawn_executor(struct supervisor *s, int i)
 {
@@ -31,6 +40,7 @@ static void spawn_executor(struct supervisor *s, int i)
         e->respawn_at = clock_monotonic() + 1;
         return;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork() failed while spawning executor %d: %s", i, strerror(errno));
@@ -42,12 +52,8 @@ static void spawn_executor(struct supervisor *s, int i)
     if (pid == 0) {
         /* Child: the parent's broker sockets and other channels are not ours to use. */
         close(fds[0]);
-        if (s->http_fd >= 0)
-            close(s->http_fd);
-        for (int j = 0; j < s->nexec; j++)
-            if (s->execs[j].state != EXEC_EMPTY && s->execs[j].fd >= 0)
-                close(s->execs[j].fd);
-        executor_main(fds[1], s->cfg, i);
+        sup_close_inherited(s);
+        executor_main(fds[1], s->cfg, i, parent);
     }
     close(fds[1]);
     e->pid = pid;
@@ -66,43 +72,59 @@ void sup_respawn_executors(struct supervisor *s, double now)
             spawn_executor(s, i);
 }
 
+/* Killed for a forced outcome: the next executor records it instead of running the task
+ * again. An orphan's forced outcome goes to the redelivery of the same task, if one waits. */
+static void force_outcome(struct supervisor *s, struct delivery *d, enum delivery_forced forced,
+                          const char *text)
+{
+    struct delivery *target = d;
+    if (d->state == DLV_ORPHANED) {
+        target = NULL;
+        for (struct delivery *o = s->deliveries; o && !target; o = o->next)
+            if ((o->state == DLV_PENDING || o->state == DLV_HELD) && o->task.id &&
+                strcmp(o->task.id, d->task.id) == 0)
+                target = o;
+        if (!target)
+            return; /* the redelivery has not arrived: it runs the task again */
+    } else if (!sup_move(s, d, DLV_PENDING)) {
+        return;
+    }
+    target->forced = forced;
+    free(target->forced_error);
+    target->forced_error = cw_xstrdup(text);
+}
+
+static void executor_crashed(struct supervisor *s, struct executor *e, struct delivery *d,
+                             int status)
+{
+    sup_log_task(d);
+    if (WIFSIGNALED(status))
+        log_error("executor %d died of signal %d (%s) running task %s; it is requeued", (int)e->pid,
+                  WTERMSIG(status), strsignal(WTERMSIG(status)), d->task.id);
+    else
+        log_error("executor %d exited (%d) running task %s; it is requeued", (int)e->pid,
+                  WEXITSTATUS(status), d->task.id);
+    if (d->state != DLV_ORPHANED)
+        sup_settle(s, d, DLV_REQUEUED);
+}
+
 static void executor_gone(struct supervisor *s, struct executor *e, int status, double now)
 {
-    if (e->current && e->killed_for_revoke) {
-        /* Revoked with terminate: the run is failed by the next executor, not rerun. */
-        struct delivery *d = e->current;
-        sup_event_task_revoked(s, &d->task, true, false);
-        sup_rpc_revoked(s, &d->task, "terminated");
-        d->forced_error = cw_xstrdup("Task revoked and terminated by a remote control request");
-        d->forced_permanent = true;
-        d->next = s->pending;
-        s->pending = d;
-        if (!d->next)
-            s->pending_tail = &d->next;
-        e->current = NULL;
-    } else if (e->current && e->killed_for_limit > 0) {
-        /* Killed for its hard time limit: the run is failed by the next executor, not rerun. */
-        struct delivery *d = e->current;
+    struct delivery *d = e->current;
+    e->current = NULL;
+    if (d && e->killed_for_revoke) {
+        if (d->state != DLV_ORPHANED) {
+            sup_event_task_revoked(s, &d->task, true, false);
+            sup_rpc_revoked(s, &d->task, "terminated");
+        }
+        force_outcome(s, d, DLV_FORCED_REVOKED,
+                      "Task revoked and terminated by a remote control request");
+    } else if (d && e->killed_for_limit > 0) {
         char text[128];
         snprintf(text, sizeof text, "hard time limit of %g s exceeded", e->killed_for_limit);
-        d->forced_error = cw_xstrdup(text);
-        d->next = s->pending;
-        s->pending = d;
-        if (!d->next)
-            s->pending_tail = &d->next;
-        e->current = NULL;
-    } else if (e->current) {
-        struct delivery *d = e->current;
-        sup_log_task(d);
-        if (WIFSIGNALED(status))
-            log_error("executor %d died of signal %d (%s) running task %s; it is requeued",
-                      (int)e->pid, WTERMSIG(status), strsignal(WTERMSIG(status)), d->task.id);
-        else
-            log_error("executor %d exited (%d) running task %s; it is requeued", (int)e->pid,
-                      WEXITSTATUS(status), d->task.id);
-        sup_settle(s, d, false, true);
-        sup_delivery_free(d);
-        e->current = NULL;
+        force_outcome(s, d, DLV_FORCED_TIMEOUT, text);
+    } else if (d) {
+        executor_crashed(s, e, d, status);
     } else if (!s->draining) {
         log_warn("executor %d ended (status %d)", (int)e->pid, status);
     }
@@ -145,22 +167,42 @@ void sup_enforce_hard_limits(struct supervisor *s, double now)
     }
 }
 
+static void on_result_message(struct supervisor *s, struct executor *e, json_object *msg)
+{
+    struct proto_result r;
+    struct cw_error err;
+    if (proto_result_decode(msg, &r, &err) != 0)
+        log_error("executor %d sent an unreadable result: %s", (int)e->pid, err.message);
+    else
+        sup_on_result(s, e, &r);
+    proto_result_free(&r);
+}
+
 void sup_read_executor(struct supervisor *s, struct executor *e)
 {
     json_object *msg = NULL;
     struct cw_error err;
     int got = channel_recv(e->fd, &msg, &err);
-    if (got <= 0)
+    if (got == 0)
         return; /* EOF: the reaper handles the exit */
-    json_object *v;
-    const char *type = json_object_object_get_ex(msg, "type", &v) ? json_object_get_string(v) : "";
-    if (strcmp(type, "ready") == 0 && e->state == EXEC_STARTING) {
+    if (got < 0) {
+        log_error("bad frame from executor %d: %s", (int)e->pid, err.message);
+        return;
+    }
+    enum proto_type type = proto_type_of(msg);
+    if (type == PROTO_READY && e->state == EXEC_STARTING) {
         e->state = EXEC_IDLE;
         e->quick_deaths = 0;
-    } else if (strcmp(type, "result") == 0 && e->state == EXEC_BUSY) {
-        sup_on_result(s, e, msg);
-    } else if (strcmp(type, "sweep_result") == 0 && e->state == EXEC_SWEEPING) {
+    } else if (type == PROTO_STARTED && e->state == EXEC_BUSY) {
+        sup_on_started(s, e, proto_seq(msg));
+    } else if (type == PROTO_REFUSED && e->state == EXEC_BUSY) {
+        sup_on_refused(s, e, proto_seq(msg), proto_refused_reason(msg));
+    } else if (type == PROTO_RESULT && e->state == EXEC_BUSY) {
+        on_result_message(s, e, msg);
+    } else if (type == PROTO_SWEEP_RESULT && e->state == EXEC_SWEEPING) {
         sup_on_sweep_result(s, e, msg);
+    } else {
+        log_error("executor %d sent an unexpected message in state %d", (int)e->pid, (int)e->state);
     }
     json_object_put(msg);
 }
@@ -183,8 +225,7 @@ void sup_stop_executors(struct supervisor *s)
             kill(e->pid, SIGKILL); /* its delivery stays unacked: redelivered */
         close(e->fd);              /* EOF tells an idle executor to exit */
         waitpid(e->pid, NULL, 0);
-        sup_delivery_free(e->current);
-        e->current = NULL;
+        e->current = NULL; /* unacked: the list is freed by the loop's end */
         e->state = EXEC_EMPTY;
     }
 }

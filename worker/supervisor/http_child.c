@@ -1,21 +1,12 @@
 /* Supervisor: the HTTP listener process and the snapshots it serves. */
-#include "supervisor/internal.h"
-#include "executor/channel.h"
 #include "base/clock.h"
-#include "mq/dead_letter.h"
-#include "executor/executor.h"
-#include "ops/http_server.h"
 #include "base/log.h"
-#include "tasks/task.h"
-#include "base/xalloc.h"
+#include "executor/channel.h"
+#include "ops/http_server.h"
+#include "supervisor/internal.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <math.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -30,6 +21,7 @@ static void spawn_http(struct supervisor *s)
         s->http_respawn_at = clock_monotonic() + 5;
         return;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork() failed while starting the HTTP listener: %s", strerror(errno));
@@ -40,10 +32,10 @@ static void spawn_http(struct supervisor *s)
     }
     if (pid == 0) {
         close(fds[0]);
-        for (int j = 0; j < s->nexec; j++)
-            if (s->execs[j].state != EXEC_EMPTY && s->execs[j].fd >= 0)
-                close(s->execs[j].fd);
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the supervisor */
+        sup_close_inherited(s);
+        /* Never outlive the supervisor, also one that died before the request took hold. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(0);
         signal(SIGINT, SIG_IGN);
         signal(SIGTERM, SIG_IGN);
         http_server_main(fds[1], s->cfg);
@@ -78,9 +70,7 @@ void sup_send_snapshot(struct supervisor *s, double now)
         return;
     s->next_snapshot = now + 1;
     sup_count_waiting_retries(s, now);
-    int pending = 0;
-    for (struct delivery *d = s->pending; d; d = d->next)
-        pending++;
+    int pending = sup_count_in(s, DLV_PENDING) + sup_count_in(s, DLV_HELD);
     struct worker_gauges g = {s->cfg->nodename,
                               clock_wall(),
                               mq_conn_is_open(&s->consumer),

@@ -23,35 +23,14 @@ static void send_result(struct supervisor *s, int rc, struct celery_rpc_msg *m,
 }
 
 /* The executor's error as the error chain the rpc module maps to a Python exception. */
-static void error_from_result(json_object *msg, struct cw_error *e)
+static void error_from_result(const struct proto_result *r, struct cw_error *e)
 {
-    json_object *err, *v;
     cw_error_clear(e);
-    e->cls = CW_ERR_INTERNAL;
-    if (!json_object_object_get_ex(msg, "error", &err))
-        return;
-    if (json_object_object_get_ex(err, "class", &v)) {
-        const char *cls = json_object_get_string(v);
-        e->cls = strcmp(cls, "permanent") == 0   ? CW_ERR_PERMANENT
-                 : strcmp(cls, "transient") == 0 ? CW_ERR_TRANSIENT
-                 : strcmp(cls, "timeout") == 0   ? CW_ERR_TIMEOUT
-                                                 : CW_ERR_INTERNAL;
-    }
-    if (json_object_object_get_ex(err, "message", &v))
-        snprintf(e->message, sizeof e->message, "%s", json_object_get_string(v));
+    e->cls = r->error_cls == CW_ERR_NONE ? CW_ERR_INTERNAL : r->error_cls;
+    snprintf(e->message, sizeof e->message, "%s", r->error_message);
 }
 
-static const char *traceback_of(json_object *msg)
-{
-    json_object *err, *v;
-    if (json_object_object_get_ex(msg, "error", &err) &&
-        json_object_object_get_ex(err, "traceback", &v))
-        return json_object_get_string(v);
-    return NULL;
-}
-
-void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const char *outcome,
-                      json_object *msg)
+void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const struct proto_result *r)
 {
     if (!celery_rpc_wanted(&d->task))
         return;
@@ -61,17 +40,19 @@ void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const char
     struct celery_exception exc;
     double now = clock_wall();
     int rc;
-    if (strcmp(outcome, "succeeded") == 0) {
-        json_object *result = NULL;
-        json_object_object_get_ex(msg, "result", &result);
-        rc = celery_rpc_success(&d->task, result, now, &m, &err);
-    } else if (strcmp(outcome, "failed") == 0 || strcmp(outcome, "retry") == 0) {
-        error_from_result(msg, &cause);
+    switch (r->outcome) {
+    case TASK_SUCCEEDED:
+        rc = celery_rpc_success(&d->task, r->result, now, &m, &err);
+        break;
+    case TASK_FAILED:
+    case TASK_RETRY:
+        error_from_result(r, &cause);
         celery_rpc_exception_from_error(&cause, &exc);
-        rc = strcmp(outcome, "failed") == 0
-                 ? celery_rpc_failure(&d->task, &exc, traceback_of(msg), now, &m, &err)
-                 : celery_rpc_retry(&d->task, &exc, traceback_of(msg), now, &m, &err);
-    } else {
+        rc = r->outcome == TASK_FAILED
+                 ? celery_rpc_failure(&d->task, &exc, r->error_traceback, now, &m, &err)
+                 : celery_rpc_retry(&d->task, &exc, r->error_traceback, now, &m, &err);
+        break;
+    default:
         return; /* skipped / requeued: another delivery reports the outcome */
     }
     send_result(s, rc, &m, &err);

@@ -69,13 +69,9 @@ static void begin_drain(struct supervisor *s)
         if (mq_conn_cancel(&s->consumer, tag, &err) != 0)
             sup_consumer_lost(s, &err);
     }
-    while (s->pending) { /* received but never started: back to the queue */
-        struct delivery *d = s->pending;
-        s->pending = d->next;
-        sup_settle(s, d, false, true);
-        sup_delivery_free(d);
-    }
-    s->pending_tail = &s->pending;
+    for (struct delivery *d = s->deliveries; d; d = d->next) /* never started: give back */
+        if (d->state == DLV_HELD || d->state == DLV_PENDING)
+            sup_settle(s, d, DLV_REQUEUED);
 }
 
 static bool should_stop(struct supervisor *s, double now)
@@ -101,7 +97,6 @@ int supervisor_run(const struct cw_config *cfg)
     struct supervisor s;
     memset(&s, 0, sizeof s);
     s.cfg = cfg;
-    s.pending_tail = &s.pending;
     s.reconnect_delay = 1;
     s.breaker_delay = 1;
     s.http_fd = -1;
@@ -117,6 +112,7 @@ int supervisor_run(const struct cw_config *cfg)
         log_set_task(NULL, 0); /* task lines set their own context */
         if (should_stop(&s, now))
             break;
+        sup_collect(&s);
         sup_events_tick(&s, now);
         sup_reap_children(&s, now);
         sup_ensure_http(&s, now);
@@ -133,11 +129,10 @@ int supervisor_run(const struct cw_config *cfg)
     sup_stop_http(&s);
     sup_event_worker_offline(&s);
     sup_control_free(&s);
-    while (s.pending) {
-        struct delivery *d = s.pending;
-        s.pending = d->next;
-        sup_delivery_free(d);
-    }
+    for (struct delivery *d = s.deliveries; d; d = d->next)
+        if (!delivery_state_is_final(d->state))
+            sup_move(&s, d, DLV_ORPHANED); /* unsettled: the broker redelivers it */
+    sup_collect(&s);
     mq_conn_close(&s.consumer);
     mq_conn_close(&s.publisher);
     free(s.execs);

@@ -5,6 +5,7 @@
 #include "mq/json.h"
 #include "celery/encode.h"
 #include "celery/inspect.h"
+#include "celery/pyrepr.h"
 #include "base/strbuf.h"
 #include "base/xalloc.h"
 
@@ -503,7 +504,7 @@ static json_object *h_hello(struct ctl *c)
     ours = json_object_new_object();
     for (size_t i = 0; i < c->st->nrevoked; i++) {
         json_object *entry = json_object_new_array_ext(2);
-        json_object_array_add(entry, celery_events_double(c->st->revoked[i].timestamp));
+        json_object_array_add(entry, celery_pyrepr_double(c->st->revoked[i].timestamp));
         json_object_array_add(entry, json_object_new_string(c->st->revoked[i].id));
         json_object_object_add(ours, c->st->revoked[i].id, entry);
     }
@@ -566,7 +567,7 @@ static json_object *dispatch(struct ctl *c)
             return nok(text);
         }
     /* kombu's Node.dispatch replies {'error': repr(exc)} for the handler's KeyError. */
-    char *text = celery_events_exception_repr("KeyError", m);
+    char *text = celery_pyrepr_exception("KeyError", m);
     json_object *r = nok(text);
     free(text);
     return r;

@@ -3,6 +3,7 @@
 #include "celery/inspect.h"
 
 #include "base/xalloc.h"
+#include "celery/pyrepr.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@ static json_object *seconds(double v)
 {
     if (v == floor(v) && fabs(v) < 9e15)
         return json_object_new_int64((int64_t)v);
-    return celery_events_double(v);
+    return celery_pyrepr_double(v);
 }
 
 static json_object *delivery_info(const struct celery_control_task *t)
@@ -43,8 +44,8 @@ static json_object *task_info(const struct celery_control_state *st,
     json_object *i = json_object_new_object();
     json_object *args, *kwargs;
     if (safe) {
-        char *a = m->argsrepr ? NULL : celery_events_saferepr(m->args, -1);
-        char *k = m->kwargsrepr ? NULL : celery_events_saferepr(m->kwargs, -1);
+        char *a = m->argsrepr ? NULL : celery_pyrepr_saferepr(m->args, -1);
+        char *k = m->kwargsrepr ? NULL : celery_pyrepr_saferepr(m->kwargs, -1);
         args = json_object_new_string(m->argsrepr ? m->argsrepr : a);
         kwargs = json_object_new_string(m->kwargsrepr ? m->kwargsrepr : k);
         free(a);
@@ -60,7 +61,7 @@ static json_object *task_info(const struct celery_control_state *st,
     json_object_object_add(i, "type", string_or_null(m->task));
     json_object_object_add(i, "hostname", json_object_new_string(st->nodename));
     json_object_object_add(i, "time_start",
-                           t->time_start > 0 ? celery_events_double(t->time_start) : NULL);
+                           t->time_start > 0 ? celery_pyrepr_double(t->time_start) : NULL);
     json_object_object_add(i, "acknowledged", json_object_new_boolean(t->acknowledged));
     json_object_object_add(i, "delivery_info", delivery_info(t));
     json_object_object_add(i, "worker_pid",
@@ -228,7 +229,7 @@ static json_object *broker_info(const struct celery_control_state *st)
     json_object_object_add(o, "transport_options", json_object_new_object());
     json_object_object_add(o, "login_method", json_object_new_string("PLAIN"));
     json_object_object_add(o, "uri_prefix", NULL);
-    json_object_object_add(o, "heartbeat", celery_events_double(st->broker_heartbeat));
+    json_object_object_add(o, "heartbeat", celery_pyrepr_double(st->broker_heartbeat));
     json_object_object_add(o, "failover_strategy", json_object_new_string("round-robin"));
     json_object_object_add(o, "alternates", json_object_new_array());
     return o;
@@ -251,8 +252,8 @@ static json_object *rusage_info(const struct rusage *r)
         {"msgsnd", r->ru_msgsnd}, {"msgrcv", r->ru_msgrcv},   {"nsignals", r->ru_nsignals},
         {"nvcsw", r->ru_nvcsw},   {"nivcsw", r->ru_nivcsw}};
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "utime", celery_events_double(timeval_seconds(r->ru_utime)));
-    json_object_object_add(o, "stime", celery_events_double(timeval_seconds(r->ru_stime)));
+    json_object_object_add(o, "utime", celery_pyrepr_double(timeval_seconds(r->ru_utime)));
+    json_object_object_add(o, "stime", celery_pyrepr_double(timeval_seconds(r->ru_stime)));
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         json_object_object_add(o, fields[i].name, json_object_new_int64(fields[i].value));
     return o;

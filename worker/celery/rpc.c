@@ -3,6 +3,7 @@
 
 #include "celery/encode.h"
 #include "celery/events.h"
+#include "celery/pyrepr.h"
 
 #include <math.h>
 #include <stdio.h>

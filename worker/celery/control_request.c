@@ -2,12 +2,11 @@
  * and deciding whether it is addressed to this node (kombu/pidbox.py). */
 #include "celery/control_request.h"
 
+#include "celery/json_body.h"
 #include "mq/json.h"
 #include "base/xalloc.h"
 
-#include <ctype.h>
 #include <fnmatch.h>
-#include <limits.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,25 +17,14 @@
 
 static int parse_object(const void *body, size_t len, json_object **out, struct cw_error *err)
 {
-    json_tokener *tok = json_tokener_new_ex(REQUEST_MAX_DEPTH);
-    if (tok == NULL)
-        abort(); /* out of memory: same policy as cw_xmalloc */
-    json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
-    json_object *root = len <= INT_MAX ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    while (root != NULL && end < len && isspace((unsigned char)((const char *)body)[end]))
-        end++;
-    if (root == NULL || jerr != json_tokener_success || end != len ||
-        !json_object_is_type(root, json_type_object)) {
-        json_object_put(root);
-        CW_FAIL(err, CW_ERR_PERMANENT, "body is not a JSON object%s%s",
-                jerr != json_tokener_success ? ": " : "",
-                jerr != json_tokener_success ? json_tokener_error_desc(jerr) : "");
+    if (celery_json_body_parse(body, len, REQUEST_MAX_DEPTH, out, err) != 0)
+        return -1;
+    if (!json_object_is_type(*out, json_type_object)) {
+        json_object_put(*out);
+        *out = NULL;
+        CW_FAIL(err, CW_ERR_PERMANENT, "body is not a JSON object");
         return -1;
     }
-    *out = root;
     return 0;
 }
 

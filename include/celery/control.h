@@ -36,6 +36,7 @@
 
 #include "celery/control_request.h"
 #include "celery/events.h"
+#include "celery/encode.h"
 #include "celery/message.h"
 #include "base/error.h"
 

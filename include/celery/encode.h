@@ -1,15 +1,15 @@
 /* Encoding outgoing Celery protocol 2 messages (JSON serializer): the parts every
  * outgoing message shares — the headers Celery's as_task_v2 writes, the
  * [args, kwargs, embed] body, Celery's properties — and the message of a brand-new task
- * as `send_task`/`apply_async` publishes it. The retry encoder (celery_retry.c,
+ * as `send_task`/`apply_async` publishes it. The retry encoder (retry.c,
  * celery_message_encode_retry) is built on the same parts.
  * Pure module: no I/O, no logging, no randomness (the caller supplies the task id). */
 #ifndef CWORKER_CELERY_ENCODE_H
 #define CWORKER_CELERY_ENCODE_H
 
-#include "celery/message.h"
 #include "base/error.h"
 
+#include <amqp.h>
 #include <json-c/json.h>
 #include <stdbool.h>
 
@@ -42,8 +42,16 @@ CW_MUST_CHECK int celery_encode_headers(const struct celery_v2_headers *h, json_
  * "chord": null}). Takes new references; the caller owns the returned array. */
 json_object *celery_encode_body(json_object *args, json_object *kwargs, json_object *embed);
 
+/* An outgoing message: properties and body whose memory lives in `pool`. */
+struct celery_outgoing {
+    amqp_basic_properties_t props;
+    amqp_bytes_t body;
+    amqp_pool_t pool;
+};
+
 /* Zeroes *out and gives it its pool: afterwards celery_outgoing_free is always safe. */
 void celery_outgoing_init(struct celery_outgoing *out);
+void celery_outgoing_free(struct celery_outgoing *out);
 
 /* Fills an initialised *out: headers converted to an AMQP table, the body as compact
  * JSON (UTF-8 raw, '/' unescaped), and Celery's properties: content_type

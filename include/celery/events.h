@@ -20,6 +20,7 @@
 #define CWORKER_CELERY_EVENTS_H
 
 #include "celery/message.h"
+#include "celery/encode.h"
 #include "celery/pyrepr.h"
 #include "base/error.h"
 

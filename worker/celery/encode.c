@@ -5,6 +5,7 @@
  * py-amqp reads back as the same Python values (mq_json_to_table). */
 #include "celery/encode.h"
 
+#include "celery/time.h"
 #include "mq/json.h"
 
 #include <math.h>

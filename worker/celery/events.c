@@ -3,6 +3,7 @@
  * carry (saferepr, exception and float reprs) are celery/pyrepr.c's. */
 #include "celery/events.h"
 
+#include "celery/time.h"
 #include "celery/pyrepr.h"
 #include "mq/json.h"
 #include "celery/encode.h"

@@ -2,6 +2,7 @@
  * conf, kombu queue dicts and the report text, as a Celery 5.2.6 worker shows them. */
 #include "celery/inspect.h"
 
+#include "celery/time.h"
 #include "base/xalloc.h"
 #include "celery/pyrepr.h"
 

@@ -6,6 +6,7 @@
  * as Celery's hybrid_to_proto2 does. */
 #include "celery/message.h"
 
+#include "celery/time.h"
 #include "mq/json.h"
 #include "celery/json_body.h"
 #include "celery/kombu_json.h"

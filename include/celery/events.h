@@ -138,12 +138,4 @@ static inline char *celery_events_exception_repr(const char *exc_type, const cha
     return celery_pyrepr_exception(exc_type, message);
 }
 
-/* Fills an initialised message (celery_outgoing_init) as kombu's Producer.publish does
- * for a JSON body: body compact JSON, content_type application/json, content_encoding
- * utf-8, priority 0, the given delivery_mode (1 transient, 2 persistent) and headers
- * (a JSON object converted to an AMQP table; NULL: no headers property). */
-CW_MUST_CHECK int celery_events_fill_json(struct celery_outgoing *out, json_object *headers,
-                                          json_object *body, uint8_t delivery_mode,
-                                          struct cw_error *err);
-
 #endif

@@ -348,7 +348,7 @@ static int build_reply(struct ctl *c, json_object *value, struct cw_error *err)
                            c->req->ticket ? json_object_new_string(c->req->ticket) : NULL);
     json_object_object_add(headers, "clock",
                            json_object_new_int64((int64_t)celery_clock_forward(c->st->clock)));
-    int rc = celery_events_fill_json(&o->reply, headers, body, 1, err);
+    int rc = celery_outgoing_fill_json(&o->reply, headers, body, 1, err);
     json_object_put(headers);
     json_object_put(body);
     if (rc != 0) {

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static json_object *string_or_null(const char *s);
 static int finish(const struct celery_worker_identity *w, const char *type, json_object *body,
                   double now, struct celery_event_msg *out, struct cw_error *err);
 
@@ -45,39 +44,6 @@ void celery_event_msg_free(struct celery_event_msg *m)
 {
     celery_outgoing_free(&m->out);
     m->routing_key[0] = '\0';
-}
-
-static amqp_bytes_t pool_str(amqp_pool_t *pool, const char *s)
-{
-    size_t len = strlen(s);
-    amqp_bytes_t b;
-    b.bytes = amqp_pool_alloc(pool, len ? len : 1);
-    if (b.bytes == NULL)
-        abort(); /* out of memory: same policy as cw_xmalloc */
-    memcpy(b.bytes, s, len);
-    b.len = len;
-    return b;
-}
-
-int celery_events_fill_json(struct celery_outgoing *out, json_object *headers, json_object *body,
-                            uint8_t delivery_mode, struct cw_error *err)
-{
-    amqp_basic_properties_t *p = &out->props;
-    if (headers != NULL) {
-        if (mq_json_to_table(headers, &out->pool, &p->headers, err) != 0)
-            return -1;
-        p->_flags |= AMQP_BASIC_HEADERS_FLAG;
-    }
-    p->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                 AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG;
-    p->content_type = pool_str(&out->pool, "application/json");
-    p->content_encoding = pool_str(&out->pool, "utf-8");
-    p->delivery_mode = delivery_mode;
-    p->priority = 0;
-    out->body =
-        pool_str(&out->pool, json_object_to_json_string_ext(
-                                 body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    return 0;
 }
 
 /* The fields Event() and EventDispatcher.publish put first, in Celery's order. */
@@ -116,7 +82,7 @@ static int finish(const struct celery_worker_identity *w, const char *type, json
         if (*c == '-')
             *c = '.';
     json_object_object_add(headers, "hostname", json_object_new_string(w->hostname));
-    rc = celery_events_fill_json(&out->out, headers, body, 1, err);
+    rc = celery_outgoing_fill_json(&out->out, headers, body, 1, err);
     json_object_put(headers);
     json_object_put(body);
     if (rc != 0)
@@ -155,18 +121,13 @@ int celery_events_worker(const struct celery_worker_identity *w, enum celery_wor
     json_object_object_add(e, "active", json_object_new_int(load->active));
     json_object_object_add(e, "processed", json_object_new_int64((int64_t)load->processed));
     json_object_object_add(e, "loadavg", avg);
-    json_object_object_add(e, "sw_ident", string_or_null(w->sw_ident));
-    json_object_object_add(e, "sw_ver", string_or_null(w->sw_ver));
-    json_object_object_add(e, "sw_sys", string_or_null(w->sw_sys));
+    json_object_object_add(e, "sw_ident", celery_json_string_or_null(w->sw_ident));
+    json_object_object_add(e, "sw_ver", celery_json_string_or_null(w->sw_ver));
+    json_object_object_add(e, "sw_sys", celery_json_string_or_null(w->sw_sys));
     return finish(w, worker_event_types[type], e, now, out, err);
 }
 
 /* ---- task events (celery/worker/strategy.py and request.py) ---- */
-
-static json_object *string_or_null(const char *s)
-{
-    return s != NULL ? json_object_new_string(s) : NULL;
-}
 
 static json_object *iso_or_null(bool has, double epoch)
 {
@@ -211,11 +172,11 @@ int celery_events_task_received(const struct celery_worker_identity *w, const st
     json_object *e;
     if (task_head(w, t ? t->id : NULL, out, &e, err) != 0)
         return -1;
-    json_object_object_add(e, "name", string_or_null(t->task));
+    json_object_object_add(e, "name", celery_json_string_or_null(t->task));
     json_object_object_add(e, "args", repr_field(t->argsrepr, t->args));
     json_object_object_add(e, "kwargs", repr_field(t->kwargsrepr, t->kwargs));
-    json_object_object_add(e, "root_id", string_or_null(t->root_id));
-    json_object_object_add(e, "parent_id", string_or_null(t->parent_id));
+    json_object_object_add(e, "root_id", celery_json_string_or_null(t->root_id));
+    json_object_object_add(e, "parent_id", celery_json_string_or_null(t->parent_id));
     json_object_object_add(e, "retries", json_object_new_int(t->retries));
     json_object_object_add(e, "eta", iso_or_null(t->has_eta, t->eta));
     json_object_object_add(e, "expires", iso_or_null(t->has_expires, t->expires));
@@ -253,7 +214,7 @@ static int exception_event(const struct celery_worker_identity *w, const char *t
     json_object *e;
     if (task_head(w, uuid, out, &e, err) != 0)
         return -1;
-    json_object_object_add(e, "exception", string_or_null(exception));
+    json_object_object_add(e, "exception", celery_json_string_or_null(exception));
     if (traceback != NULL)
         json_object_object_add(e, "traceback", json_object_new_string(traceback));
     return finish(w, type, e, now, out, err);

@@ -14,11 +14,6 @@
 /* Celery's timer priority for eta requests, as `inspect scheduled` shows it. */
 #define SCHEDULED_PRIORITY 6
 
-static json_object *string_or_null(const char *s)
-{
-    return s != NULL ? json_object_new_string(s) : NULL;
-}
-
 /* Whole seconds stay ints, as Celery's configuration values are. */
 static json_object *seconds(double v)
 {
@@ -31,7 +26,7 @@ static json_object *delivery_info(const struct celery_control_task *t)
 {
     json_object *d = json_object_new_object();
     json_object_object_add(d, "exchange", json_object_new_string(t->exchange ? t->exchange : ""));
-    json_object_object_add(d, "routing_key", string_or_null(t->routing_key));
+    json_object_object_add(d, "routing_key", celery_json_string_or_null(t->routing_key));
     json_object_object_add(d, "priority", json_object_new_int(t->priority));
     json_object_object_add(d, "redelivered", json_object_new_boolean(t->redelivered));
     return d;
@@ -55,11 +50,11 @@ static json_object *task_info(const struct celery_control_state *st,
         args = m->args ? json_object_get(m->args) : json_object_new_array();
         kwargs = m->kwargs ? json_object_get(m->kwargs) : json_object_new_object();
     }
-    json_object_object_add(i, "id", string_or_null(m->id));
-    json_object_object_add(i, "name", string_or_null(m->task));
+    json_object_object_add(i, "id", celery_json_string_or_null(m->id));
+    json_object_object_add(i, "name", celery_json_string_or_null(m->task));
     json_object_object_add(i, "args", args);
     json_object_object_add(i, "kwargs", kwargs);
-    json_object_object_add(i, "type", string_or_null(m->task));
+    json_object_object_add(i, "type", celery_json_string_or_null(m->task));
     json_object_object_add(i, "hostname", json_object_new_string(st->nodename));
     json_object_object_add(i, "time_start",
                            t->time_start > 0 ? celery_pyrepr_double(t->time_start) : NULL);
@@ -220,9 +215,9 @@ static json_object *broker_info(const struct celery_control_state *st)
 {
     const struct amqp_connection_info *b = st->broker;
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "hostname", string_or_null(b->host));
-    json_object_object_add(o, "userid", string_or_null(b->user));
-    json_object_object_add(o, "virtual_host", string_or_null(b->vhost));
+    json_object_object_add(o, "hostname", celery_json_string_or_null(b->host));
+    json_object_object_add(o, "userid", celery_json_string_or_null(b->user));
+    json_object_object_add(o, "virtual_host", celery_json_string_or_null(b->vhost));
     json_object_object_add(o, "port", json_object_new_int(b->port));
     json_object_object_add(o, "insist", json_object_new_boolean(0));
     json_object_object_add(o, "ssl", json_object_new_boolean(b->ssl));

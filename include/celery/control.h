@@ -20,9 +20,7 @@
  *                                   kombu declares it before each reply: declare it too, or
  *                                   a reply to a vanished client closes the channel (404).
  *
- * Request message: JSON body {"method", "arguments", "destination", "pattern", "matcher"}
- * plus "ticket" and "reply_to" {"exchange", "routing_key"} when the client waits for
- * replies; headers {"clock": int, "expires": epoch float or 0}.
+ * Request message: see celery/control_request.h.
  * Reply message: body {"<nodename>": <result>}; headers {"ticket": <ticket>, "clock": int};
  * content_type application/json, content_encoding utf-8, delivery_mode 1, priority 0.
  *
@@ -36,7 +34,9 @@
 #ifndef CWORKER_CELERY_CONTROL_H
 #define CWORKER_CELERY_CONTROL_H
 
+#include "celery/control_request.h"
 #include "celery/events.h"
+#include "celery/encode.h"
 #include "celery/message.h"
 #include "base/error.h"
 
@@ -68,33 +68,6 @@ void celery_control_queue_name(const char *nodename, char *out, size_t len);
 /* The queue's arguments table, its memory in pool (what kombu sends, see above). */
 CW_MUST_CHECK int celery_control_queue_arguments(amqp_pool_t *pool, amqp_table_t *out,
                                                  struct cw_error *err);
-
-/* A decoded request. Strings and JSON are owned; NULL when absent or null. */
-struct celery_control_request {
-    char *method;
-    json_object *arguments;   /* object, never NULL after a successful decode */
-    json_object *destination; /* array of node names, or NULL (= every node) */
-    char *pattern, *matcher;  /* node selection when no destination ("glob"/"pcre") */
-    char *ticket;             /* the client's reply ticket */
-    char *reply_exchange;     /* reply_to.exchange; NULL: a cast, nobody waits for a reply */
-    char *reply_routing_key;  /* reply_to.routing_key */
-    uint64_t clock;           /* header "clock" (0 when absent) */
-    double expires;           /* header "expires", epoch seconds; 0 when absent */
-};
-
-/* Decodes a request delivered on the node's pidbox queue into *out (release it with
- * celery_control_request_free, also after a failure). props may be NULL. Only JSON is
- * accepted (kombu's Mailbox accepts only json). Errors are CW_ERR_PERMANENT, e.g.
- * "unsupported content type ...", "body is not a JSON object", "no method". */
-CW_MUST_CHECK int celery_control_decode(const amqp_basic_properties_t *props, const void *body,
-                                        size_t body_len, struct celery_control_request *out,
-                                        struct cw_error *err);
-void celery_control_request_free(struct celery_control_request *r);
-
-/* kombu Node.handle_message: a non-empty destination must name nodename; otherwise a
- * pattern with a matcher ("glob": fnmatch, "pcre": regex matched at the start) must match
- * it; otherwise the request is for every node. */
-bool celery_control_is_for(const struct celery_control_request *r, const char *nodename);
 
 /* One task as Celery's Request.info() shows it. */
 struct celery_control_task {

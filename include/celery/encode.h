@@ -1,17 +1,18 @@
 /* Encoding outgoing Celery protocol 2 messages (JSON serializer): the parts every
  * outgoing message shares — the headers Celery's as_task_v2 writes, the
  * [args, kwargs, embed] body, Celery's properties — and the message of a brand-new task
- * as `send_task`/`apply_async` publishes it. The retry encoder (celery_retry.c,
+ * as `send_task`/`apply_async` publishes it. The retry encoder (retry.c,
  * celery_message_encode_retry) is built on the same parts.
  * Pure module: no I/O, no logging, no randomness (the caller supplies the task id). */
 #ifndef CWORKER_CELERY_ENCODE_H
 #define CWORKER_CELERY_ENCODE_H
 
-#include "celery/message.h"
 #include "base/error.h"
 
+#include <amqp.h>
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* The header values as_task_v2 writes. NULL strings and has_* = false are Python None. */
 struct celery_v2_headers {
@@ -42,13 +43,34 @@ CW_MUST_CHECK int celery_encode_headers(const struct celery_v2_headers *h, json_
  * "chord": null}). Takes new references; the caller owns the returned array. */
 json_object *celery_encode_body(json_object *args, json_object *kwargs, json_object *embed);
 
+/* An outgoing message: properties and body whose memory lives in `pool`. */
+struct celery_outgoing {
+    amqp_basic_properties_t props;
+    amqp_bytes_t body;
+    amqp_pool_t pool;
+};
+
 /* Zeroes *out and gives it its pool: afterwards celery_outgoing_free is always safe. */
 void celery_outgoing_init(struct celery_outgoing *out);
+void celery_outgoing_free(struct celery_outgoing *out);
 
-/* Fills an initialised *out: headers converted to an AMQP table, the body as compact
- * JSON (UTF-8 raw, '/' unescaped), and Celery's properties: content_type
- * application/json, content_encoding utf-8, delivery_mode 2, priority 0,
- * correlation_id = the task id, reply_to when not NULL. Everything lives in out->pool. */
+/* A copy of s in out's pool (never NUL-terminated, as AMQP strings are). */
+amqp_bytes_t celery_outgoing_str(struct celery_outgoing *out, const char *s);
+
+/* A JSON string, or JSON null (NULL) for a NULL s: Python's None. */
+json_object *celery_json_string_or_null(const char *s);
+
+/* Fills an initialised message as kombu's Producer.publish does for a JSON body: body
+ * compact JSON (UTF-8 raw, '/' unescaped), content_type application/json,
+ * content_encoding utf-8, priority 0, the given delivery_mode (1 transient, 2 persistent)
+ * and headers (a JSON object converted to an AMQP table; NULL: no headers property).
+ * Events and remote control replies are sent like this. */
+CW_MUST_CHECK int celery_outgoing_fill_json(struct celery_outgoing *out, json_object *headers,
+                                            json_object *body, uint8_t delivery_mode,
+                                            struct cw_error *err);
+
+/* A task message: celery_outgoing_fill_json with delivery_mode 2 (persistent), plus
+ * correlation_id = the task id and reply_to when not NULL. Everything lives in out->pool. */
 CW_MUST_CHECK int celery_outgoing_fill(struct celery_outgoing *out, json_object *headers,
                                        json_object *body, const char *correlation_id,
                                        const char *reply_to, struct cw_error *err);

@@ -20,6 +20,8 @@
 #define CWORKER_CELERY_EVENTS_H
 
 #include "celery/message.h"
+#include "celery/encode.h"
+#include "celery/pyrepr.h"
 #include "base/error.h"
 
 #include <json-c/json.h>
@@ -108,7 +110,7 @@ CW_MUST_CHECK int celery_events_task_succeeded(const struct celery_worker_identi
                                                const char *uuid, json_object *result,
                                                double runtime, double now,
                                                struct celery_event_msg *out, struct cw_error *err);
-/* "task-failed" {uuid, exception, traceback}: exception as celery_events_exception_repr
+/* "task-failed" {uuid, exception, traceback}: exception as celery_pyrepr_exception
  * makes it; traceback NULL leaves the field out (Celery's unknown-task event has none). */
 CW_MUST_CHECK int celery_events_task_failed(const struct celery_worker_identity *w,
                                             const char *uuid, const char *exception,
@@ -130,29 +132,10 @@ CW_MUST_CHECK int celery_events_task_revoked(const struct celery_worker_identity
                                              bool expired, double now, struct celery_event_msg *out,
                                              struct cw_error *err);
 
-/* ---- Python text forms, shared with celery_control and celery_rpc ---- */
-
-/* Celery's saferepr(value, maxlen) of a JSON value, in Python literal syntax: strings in
- * single quotes with only ' escaped, True/False/None, containers nested deeper than 3
- * shown as {...}/[...]; maxlen < 0 means no limit, else the text is cut as Celery cuts it
- * (", ..." plus the closing brackets). Returns a new string the caller frees. */
-char *celery_events_saferepr(json_object *value, long maxlen);
-
-/* Python's repr() of an exception with one string argument: "PermanentError('No files')".
- * message NULL gives "Type()". The string is quoted and escaped as Python's str repr does
- * (double quotes when it contains ' but no "). Returns a new string the caller frees. */
-char *celery_events_exception_repr(const char *exc_type, const char *message);
-
-/* A JSON double that serialises as Python's repr(float) does (shortest round-trip digits,
- * "100.0", "1e+16"), instead of json-c's 17 significant digits. Caller owns it. */
-json_object *celery_events_double(double v);
-
-/* Fills an initialised message (celery_outgoing_init) as kombu's Producer.publish does
- * for a JSON body: body compact JSON, content_type application/json, content_encoding
- * utf-8, priority 0, the given delivery_mode (1 transient, 2 persistent) and headers
- * (a JSON object converted to an AMQP table; NULL: no headers property). */
-CW_MUST_CHECK int celery_events_fill_json(struct celery_outgoing *out, json_object *headers,
-                                          json_object *body, uint8_t delivery_mode,
-                                          struct cw_error *err);
+/* Kept for worker/supervisor/events.c until it calls celery_pyrepr_exception itself. */
+static inline char *celery_events_exception_repr(const char *exc_type, const char *message)
+{
+    return celery_pyrepr_exception(exc_type, message);
+}
 
 #endif

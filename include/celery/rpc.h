@@ -28,6 +28,7 @@
 #define CWORKER_CELERY_RPC_H
 
 #include "celery/message.h"
+#include "celery/encode.h"
 #include "base/error.h"
 
 #include <json-c/json.h>

@@ -652,6 +652,36 @@ static void test_revoke(void **state)
     celery_control_outcome_free(&out);
 }
 
+/* Each dump_* name is its command's older alias in Celery's Panel: the same reply. */
+static void test_aliases_and_report(void **state)
+{
+    static const char *const aliases[][2] = {
+        {"dump_active", "active"},    {"dump_reserved", "reserved"}, {"dump_schedule", "scheduled"},
+        {"dump_tasks", "registered"}, {"dump_revoked", "revoked"},   {"dump_conf", "conf"},
+    };
+    struct celery_control_outcome out;
+    json_object *v, *w;
+    (void)state;
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
+        v = call(aliases[i][0], "{}", &out);
+        celery_control_outcome_free(&out);
+        w = call(aliases[i][1], "{}", &out);
+        celery_control_outcome_free(&out);
+        assert_non_null(v);
+        if (!json_object_equal(v, w))
+            fail_msg("%s: %s, %s: %s", aliases[i][0], json_object_to_json_string(v), aliases[i][1],
+                     json_object_to_json_string(w));
+        json_object_put(v);
+        json_object_put(w);
+    }
+    v = call("report", "{}", &out);
+    assert_json(v, "{\"ok\": \"software -> cworker:0.1.0\\nplatform -> system:Linux\\n"
+                   "settings -> transport:amqp\\nnode -> cworker@h1 pid:12162\"}");
+    assert_int_equal(out.action, CELERY_CONTROL_NONE);
+    json_object_put(v);
+    celery_control_outcome_free(&out);
+}
+
 static void test_shutdown_has_no_reply(void **state)
 {
     struct celery_control_outcome out;
@@ -701,6 +731,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stats_and_conf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_switches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliases_and_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_has_no_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_from_a_python_worker, setup, teardown),
     };

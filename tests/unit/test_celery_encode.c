@@ -2,6 +2,8 @@
  * publishes for send_task("app.worker.tasks.parse_run", args=[42]), and what the
  * worker's own decoder reads back. */
 #include "celery/encode.h"
+#include "celery/args.h"
+#include "celery/message.h"
 
 #include "mq/json.h"
 

@@ -1,5 +1,8 @@
 /* Unit tests for the Celery message codec (celery_message, celery_time, amqp_json, kombu_json). */
 #include "celery/message.h"
+#include "celery/args.h"
+#include "celery/retry.h"
+#include "celery/time.h"
 
 #include "mq/json.h"
 #include "celery/kombu_json.h"

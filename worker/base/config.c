@@ -354,7 +354,9 @@ void config_print_usage(const char *command)
         printf("  --%-22s [%s]\n", o->name, env_names[o->val]);
 }
 
-static int load_flags(struct cw_config *cfg, int argc, char **argv, struct cw_error *err)
+/* *soft_given is set when a flag names the soft limit, also abbreviated ("--soft"). */
+static int load_flags(struct cw_config *cfg, int argc, char **argv, bool *soft_given,
+                      struct cw_error *err)
 {
     optind = 1;
     opterr = 0;
@@ -380,6 +382,7 @@ static int load_flags(struct cw_config *cfg, int argc, char **argv, struct cw_er
             CW_FAIL(err, CW_ERR_PERMANENT, "unknown option or missing value: %s", argv[optind - 1]);
             return -1;
         }
+        *soft_given |= c == SET_SOFT_TIME_LIMIT;
         char name[64];
         snprintf(name, sizeof name, "%s%s", flag ? "" : "--", flag ? flag : long_options[idx].name);
         if (apply_setting(cfg, (enum setting)c, name, optarg, err) != 0)
@@ -400,12 +403,10 @@ int config_load(struct cw_config *cfg, int argc, char **argv, struct cw_error *e
         if (value && *value && apply_setting(cfg, (enum setting)s, env_names[s], value, err) != 0)
             return -1;
     }
-    if (load_flags(cfg, argc, argv, err) != 0)
-        return -1;
     /* The soft limit only has a default; a hard limit set below it pulls it down. */
     bool soft_given = getenv("SOFT_TIME_LIMIT") && *getenv("SOFT_TIME_LIMIT");
-    for (int i = 1; i < argc; i++)
-        soft_given |= strncmp(argv[i], "--soft-time-limit", 17) == 0;
+    if (load_flags(cfg, argc, argv, &soft_given, err) != 0)
+        return -1;
     if (!soft_given && cfg->soft_time_limit > cfg->time_limit)
         cfg->soft_time_limit = cfg->time_limit;
     if (cfg->soft_time_limit > cfg->time_limit) {

@@ -1,5 +1,5 @@
 /* Reading a decoded task's arguments: an integer by position or keyword (run_id). */
-#include "celery/message.h"
+#include "celery/args.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,23 +1,19 @@
-/* Celery remote control: decoding pidbox requests, node selection, and dispatching them to
- * Celery's Panel commands; the inspect views themselves are built in celery_inspect.c. */
+/* Celery remote control: the pidbox topology and dispatching a request to Celery's Panel
+ * commands. Requests are decoded and addressed in control_request.c; the inspect views
+ * themselves are built in inspect.c. */
 #include "celery/control.h"
 
 #include "mq/json.h"
 #include "celery/encode.h"
 #include "celery/inspect.h"
+#include "celery/pyrepr.h"
 #include "base/strbuf.h"
 #include "base/xalloc.h"
 
-#include <ctype.h>
-#include <fnmatch.h>
-#include <limits.h>
-#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define REQUEST_MAX_DEPTH 32
 
 /* One command being handled: what handlers read and where they put their effects. */
 struct ctl {
@@ -27,7 +23,10 @@ struct ctl {
     bool no_reply; /* shutdown: Celery's SystemExit skips the reply */
 };
 
+/* A command that reads the request or has an effect. */
 typedef json_object *(*handler_fn)(struct ctl *c);
+/* A command answered from the state alone (most inspect commands). */
+typedef json_object *(*view_fn)(const struct celery_control_state *st);
 
 /* ---- topology ---- */
 
@@ -45,204 +44,6 @@ int celery_control_queue_arguments(amqp_pool_t *pool, amqp_table_t *out, struct 
     int rc = mq_json_to_table(args, pool, out, err);
     json_object_put(args);
     return rc;
-}
-
-/* ---- decoding ---- */
-
-static int parse_object(const void *body, size_t len, json_object **out, struct cw_error *err)
-{
-    json_tokener *tok = json_tokener_new_ex(REQUEST_MAX_DEPTH);
-    if (tok == NULL)
-        abort(); /* out of memory: same policy as cw_xmalloc */
-    json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
-    json_object *root = len <= INT_MAX ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    while (root != NULL && end < len && isspace((unsigned char)((const char *)body)[end]))
-        end++;
-    if (root == NULL || jerr != json_tokener_success || end != len ||
-        !json_object_is_type(root, json_type_object)) {
-        json_object_put(root);
-        CW_FAIL(err, CW_ERR_PERMANENT, "body is not a JSON object%s%s",
-                jerr != json_tokener_success ? ": " : "",
-                jerr != json_tokener_success ? json_tokener_error_desc(jerr) : "");
-        return -1;
-    }
-    *out = root;
-    return 0;
-}
-
-static int check_content_type(const amqp_basic_properties_t *props, struct cw_error *err)
-{
-    static const char json[] = "application/json";
-    if (props == NULL || !(props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG))
-        return 0;
-    if (props->content_type.len == sizeof json - 1 &&
-        memcmp(props->content_type.bytes, json, sizeof json - 1) == 0)
-        return 0;
-    CW_FAIL(err, CW_ERR_PERMANENT, "unsupported content type %.*s",
-            (int)(props->content_type.len > 64 ? 64 : props->content_type.len),
-            (const char *)props->content_type.bytes);
-    return -1;
-}
-
-/* A string member, or NULL for absent/null; anything else fails. */
-static int member_string(json_object *obj, const char *key, char **out, struct cw_error *err)
-{
-    json_object *v = NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_string)) {
-        CW_FAIL(err, CW_ERR_PERMANENT, "%s is not a string", key);
-        return -1;
-    }
-    *out = cw_xstrdup(json_object_get_string(v));
-    return 0;
-}
-
-static int decode_destination(json_object *body, struct celery_control_request *r,
-                              struct cw_error *err)
-{
-    json_object *d = NULL;
-    if (!json_object_object_get_ex(body, "destination", &d) || d == NULL)
-        return 0;
-    if (json_object_is_type(d, json_type_string)) { /* not what kombu sends: one node */
-        r->destination = json_object_new_array();
-        json_object_array_add(r->destination, json_object_get(d));
-        return 0;
-    }
-    if (!json_object_is_type(d, json_type_array)) {
-        CW_FAIL(err, CW_ERR_PERMANENT, "destination is not a list");
-        return -1;
-    }
-    r->destination = json_object_get(d);
-    return 0;
-}
-
-static int decode_reply_to(json_object *body, struct celery_control_request *r,
-                           struct cw_error *err)
-{
-    json_object *rt = NULL;
-    if (!json_object_object_get_ex(body, "reply_to", &rt) || rt == NULL)
-        return 0;
-    if (json_object_is_type(rt, json_type_object)) {
-        if (member_string(rt, "exchange", &r->reply_exchange, err) != 0 ||
-            member_string(rt, "routing_key", &r->reply_routing_key, err) != 0)
-            return -1;
-        if (r->reply_exchange != NULL && r->reply_routing_key != NULL)
-            return 0;
-    }
-    CW_FAIL(err, CW_ERR_PERMANENT, "reply_to is not {exchange, routing_key}");
-    return -1;
-}
-
-static void decode_headers(const amqp_basic_properties_t *props, struct celery_control_request *r)
-{
-    if (props == NULL || !(props->_flags & AMQP_BASIC_HEADERS_FLAG))
-        return;
-    const amqp_field_value_t *v = mq_json_table_get(&props->headers, "clock");
-    json_object *j = NULL;
-    struct cw_error ignored;
-    if (v != NULL && mq_json_from_field(v, &j, &ignored) == 0 &&
-        json_object_is_type(j, json_type_int) && json_object_get_int64(j) > 0)
-        r->clock = (uint64_t)json_object_get_int64(j);
-    json_object_put(j);
-    j = NULL;
-    v = mq_json_table_get(&props->headers, "expires");
-    if (v != NULL && mq_json_from_field(v, &j, &ignored) == 0 &&
-        (json_object_is_type(j, json_type_int) || json_object_is_type(j, json_type_double)))
-        r->expires = json_object_get_double(j);
-    json_object_put(j);
-}
-
-static int decode_fields(json_object *body, struct celery_control_request *r, struct cw_error *err)
-{
-    json_object *a = NULL;
-    if (member_string(body, "method", &r->method, err) != 0)
-        return -1;
-    if (r->method == NULL || r->method[0] == '\0') {
-        CW_FAIL(err, CW_ERR_PERMANENT, "no method");
-        return -1;
-    }
-    if (json_object_object_get_ex(body, "arguments", &a) && a != NULL &&
-        !json_object_is_type(a, json_type_object)) {
-        CW_FAIL(err, CW_ERR_PERMANENT, "arguments is not an object");
-        return -1;
-    }
-    r->arguments = a != NULL ? json_object_get(a) : json_object_new_object();
-    if (member_string(body, "pattern", &r->pattern, err) != 0 ||
-        member_string(body, "matcher", &r->matcher, err) != 0 ||
-        member_string(body, "ticket", &r->ticket, err) != 0 ||
-        decode_destination(body, r, err) != 0 || decode_reply_to(body, r, err) != 0)
-        return -1;
-    return 0;
-}
-
-int celery_control_decode(const amqp_basic_properties_t *props, const void *body, size_t body_len,
-                          struct celery_control_request *out, struct cw_error *err)
-{
-    json_object *root = NULL;
-    memset(out, 0, sizeof *out);
-    if (check_content_type(props, err) != 0 || parse_object(body, body_len, &root, err) != 0 ||
-        decode_fields(root, out, err) != 0) {
-        json_object_put(root);
-        CW_WRAP(err, "decoding a remote control request");
-        return -1;
-    }
-    json_object_put(root);
-    decode_headers(props, out);
-    return 0;
-}
-
-void celery_control_request_free(struct celery_control_request *r)
-{
-    free(r->method);
-    json_object_put(r->arguments);
-    json_object_put(r->destination);
-    free(r->pattern);
-    free(r->matcher);
-    free(r->ticket);
-    free(r->reply_exchange);
-    free(r->reply_routing_key);
-    memset(r, 0, sizeof *r);
-}
-
-/* ---- node selection ---- */
-
-/* kombu's "pcre" matcher is re.match(pattern, name): anchored at the start only. */
-static bool regex_matches(const char *pattern, const char *name)
-{
-    regex_t re;
-    regmatch_t m;
-    if (regcomp(&re, pattern, REG_EXTENDED) != 0)
-        return false;
-    bool ok = regexec(&re, name, 1, &m, 0) == 0 && m.rm_so == 0;
-    regfree(&re);
-    return ok;
-}
-
-bool celery_control_is_for(const struct celery_control_request *r, const char *nodename)
-{
-    size_t n = r->destination ? json_object_array_length(r->destination) : 0;
-    if (n > 0) {
-        for (size_t i = 0; i < n; i++) {
-            json_object *d = json_object_array_get_idx(r->destination, i);
-            if (json_object_is_type(d, json_type_string) &&
-                strcmp(json_object_get_string(d), nodename) == 0)
-                return true;
-        }
-        return false;
-    }
-    if (r->pattern && r->pattern[0] && r->matcher && r->matcher[0]) {
-        /* Python's fnmatch has no escapes and lets '*' match '/' and leading dots. */
-        if (strcmp(r->matcher, "glob") == 0)
-            return fnmatch(r->pattern, nodename, FNM_NOESCAPE) == 0;
-        if (strcmp(r->matcher, "pcre") == 0)
-            return regex_matches(r->pattern, nodename);
-        return false; /* kombu raises MatcherNotInstalled: nobody answers */
-    }
-    return true;
 }
 
 /* ---- pieces of replies ---- */
@@ -288,34 +89,36 @@ static json_object *arg_ids(const struct ctl *c, const char *key)
     return ids;
 }
 
-/* ---- inspect commands ---- */
+/* ---- inspect commands (the rest are celery_inspect_* views) ---- */
 
-static json_object *h_ping(struct ctl *c)
+static json_object *pong(const struct celery_control_state *st)
 {
-    (void)c;
+    (void)st;
     return ok("pong");
 }
 
-static json_object *h_clock(struct ctl *c)
+static json_object *clock_value(const struct celery_control_state *st)
 {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "clock", json_object_new_int64((int64_t)c->st->clock->value));
+    json_object_object_add(o, "clock", json_object_new_int64((int64_t)st->clock->value));
     return o;
+}
+
+static json_object *reserved_tasks(const struct celery_control_state *st)
+{
+    return celery_inspect_tasks(st, st->reserved, st->nreserved, false);
+}
+
+static json_object *report(const struct celery_control_state *st)
+{
+    char text[512];
+    celery_inspect_report(st, text, sizeof text);
+    return ok(text);
 }
 
 static json_object *h_active(struct ctl *c)
 {
     return celery_inspect_tasks(c->st, c->st->active, c->st->nactive, arg_bool(c, "safe"));
-}
-
-static json_object *h_reserved(struct ctl *c)
-{
-    return celery_inspect_tasks(c->st, c->st->reserved, c->st->nreserved, false);
-}
-
-static json_object *h_scheduled(struct ctl *c)
-{
-    return celery_inspect_scheduled(c->st);
 }
 
 static json_object *h_query_task(struct ctl *c)
@@ -324,38 +127,6 @@ static json_object *h_query_task(struct ctl *c)
     json_object *o = celery_inspect_query_task(c->st, ids);
     json_object_put(ids);
     return o;
-}
-
-static json_object *h_revoked(struct ctl *c)
-{
-    return celery_inspect_revoked(c->st);
-}
-
-static json_object *h_registered(struct ctl *c)
-{
-    return celery_inspect_registered(c->st);
-}
-
-static json_object *h_active_queues(struct ctl *c)
-{
-    return celery_inspect_active_queues(c->st);
-}
-
-static json_object *h_stats(struct ctl *c)
-{
-    return celery_inspect_stats(c->st);
-}
-
-static json_object *h_conf(struct ctl *c)
-{
-    return celery_inspect_conf(c->st);
-}
-
-static json_object *h_report(struct ctl *c)
-{
-    char text[512];
-    celery_inspect_report(c->st, text, sizeof text);
-    return ok(text);
 }
 
 /* ---- control commands ---- */
@@ -409,8 +180,10 @@ static void join_ids(const struct ctl *c, bool known_only, struct strbuf *sb)
     }
 }
 
-static json_object *revoke_tasks(struct ctl *c, bool terminate)
+/* `revoke` (terminate=True kills the running task) and `terminate` (always kills). */
+static json_object *h_revoke(struct ctl *c)
 {
+    bool terminate = strcmp(c->req->method, "terminate") == 0 || arg_bool(c, "terminate");
     json_object *sig = NULL, *ids = arg_ids(c, "task_id"), *reply;
     struct strbuf sb = STRBUF_INIT, text = STRBUF_INIT;
     int signum = SIGTERM;
@@ -437,16 +210,6 @@ static json_object *revoke_tasks(struct ctl *c, bool terminate)
     strbuf_free(&sb);
     strbuf_free(&text);
     return reply;
-}
-
-static json_object *h_revoke(struct ctl *c)
-{
-    return revoke_tasks(c, arg_bool(c, "terminate"));
-}
-
-static json_object *h_terminate(struct ctl *c)
-{
-    return revoke_tasks(c, true);
 }
 
 static json_object *h_enable_events(struct ctl *c)
@@ -503,7 +266,7 @@ static json_object *h_hello(struct ctl *c)
     ours = json_object_new_object();
     for (size_t i = 0; i < c->st->nrevoked; i++) {
         json_object *entry = json_object_new_array_ext(2);
-        json_object_array_add(entry, celery_events_double(c->st->revoked[i].timestamp));
+        json_object_array_add(entry, celery_pyrepr_double(c->st->revoked[i].timestamp));
         json_object_array_add(entry, json_object_new_string(c->st->revoked[i].id));
         json_object_object_add(ours, c->st->revoked[i].id, entry);
     }
@@ -516,35 +279,38 @@ static json_object *h_hello(struct ctl *c)
 
 /* ---- dispatch ---- */
 
-static const struct {
+/* Celery's Panel commands by name (with their dump_* aliases): exactly one of handle and
+ * view is set. */
+static const struct command {
     const char *name;
-    handler_fn fn;
-} handlers[] = {
-    {"ping", h_ping},
-    {"stats", h_stats},
-    {"active", h_active},
-    {"dump_active", h_active},
-    {"reserved", h_reserved},
-    {"dump_reserved", h_reserved},
-    {"scheduled", h_scheduled},
-    {"dump_schedule", h_scheduled},
-    {"registered", h_registered},
-    {"dump_tasks", h_registered},
-    {"active_queues", h_active_queues},
-    {"revoked", h_revoked},
-    {"dump_revoked", h_revoked},
-    {"query_task", h_query_task},
-    {"clock", h_clock},
-    {"conf", h_conf},
-    {"dump_conf", h_conf},
-    {"report", h_report},
-    {"hello", h_hello},
-    {"revoke", h_revoke},
-    {"terminate", h_terminate},
-    {"enable_events", h_enable_events},
-    {"disable_events", h_disable_events},
-    {"heartbeat", h_heartbeat},
-    {"shutdown", h_shutdown},
+    handler_fn handle;
+    view_fn view;
+} commands[] = {
+    {"ping", NULL, pong},
+    {"stats", NULL, celery_inspect_stats},
+    {"active", h_active, NULL},
+    {"dump_active", h_active, NULL},
+    {"reserved", NULL, reserved_tasks},
+    {"dump_reserved", NULL, reserved_tasks},
+    {"scheduled", NULL, celery_inspect_scheduled},
+    {"dump_schedule", NULL, celery_inspect_scheduled},
+    {"registered", NULL, celery_inspect_registered},
+    {"dump_tasks", NULL, celery_inspect_registered},
+    {"active_queues", NULL, celery_inspect_active_queues},
+    {"revoked", NULL, celery_inspect_revoked},
+    {"dump_revoked", NULL, celery_inspect_revoked},
+    {"query_task", h_query_task, NULL},
+    {"clock", NULL, clock_value},
+    {"conf", NULL, celery_inspect_conf},
+    {"dump_conf", NULL, celery_inspect_conf},
+    {"report", NULL, report},
+    {"hello", h_hello, NULL},
+    {"revoke", h_revoke, NULL},
+    {"terminate", h_revoke, NULL},
+    {"enable_events", h_enable_events, NULL},
+    {"disable_events", h_disable_events, NULL},
+    {"heartbeat", h_heartbeat, NULL},
+    {"shutdown", h_shutdown, NULL},
 };
 
 /* Celery Panel commands that make no sense for cworker (or are not implemented). */
@@ -556,9 +322,9 @@ static const char *const unsupported[] = {
 static json_object *dispatch(struct ctl *c)
 {
     const char *m = c->req->method;
-    for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
-        if (strcmp(handlers[i].name, m) == 0)
-            return handlers[i].fn(c);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, m) == 0)
+            return commands[i].handle ? commands[i].handle(c) : commands[i].view(c->st);
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (strcmp(unsupported[i], m) == 0) {
             char text[160];
@@ -566,7 +332,7 @@ static json_object *dispatch(struct ctl *c)
             return nok(text);
         }
     /* kombu's Node.dispatch replies {'error': repr(exc)} for the handler's KeyError. */
-    char *text = celery_events_exception_repr("KeyError", m);
+    char *text = celery_pyrepr_exception("KeyError", m);
     json_object *r = nok(text);
     free(text);
     return r;
@@ -582,7 +348,7 @@ static int build_reply(struct ctl *c, json_object *value, struct cw_error *err)
                            c->req->ticket ? json_object_new_string(c->req->ticket) : NULL);
     json_object_object_add(headers, "clock",
                            json_object_new_int64((int64_t)celery_clock_forward(c->st->clock)));
-    int rc = celery_events_fill_json(&o->reply, headers, body, 1, err);
+    int rc = celery_outgoing_fill_json(&o->reply, headers, body, 1, err);
     json_object_put(headers);
     json_object_put(body);
     if (rc != 0) {

@@ -5,13 +5,14 @@
  * py-amqp reads back as the same Python values (mq_json_to_table). */
 #include "celery/encode.h"
 
+#include "celery/time.h"
 #include "mq/json.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static json_object *string_or_null(const char *s)
+json_object *celery_json_string_or_null(const char *s)
 {
     return s != NULL ? json_object_new_string(s) : NULL;
 }
@@ -65,19 +66,19 @@ int celery_encode_headers(const struct celery_v2_headers *f, json_object **out,
     json_object_object_add(h, "lang", json_object_new_string("py"));
     json_object_object_add(h, "task", json_object_new_string(f->task));
     json_object_object_add(h, "id", json_object_new_string(f->id));
-    json_object_object_add(h, "shadow", string_or_null(f->shadow));
+    json_object_object_add(h, "shadow", celery_json_string_or_null(f->shadow));
     json_object_object_add(h, "eta", eta);
     json_object_object_add(h, "expires", expires);
-    json_object_object_add(h, "group", string_or_null(f->group));
+    json_object_object_add(h, "group", celery_json_string_or_null(f->group));
     json_object_object_add(h, "group_index",
                            f->has_group_index ? json_object_new_int64(f->group_index) : NULL);
     json_object_object_add(h, "retries", json_object_new_int(f->retries));
     json_object_object_add(h, "timelimit", limits);
-    json_object_object_add(h, "root_id", string_or_null(f->root_id));
-    json_object_object_add(h, "parent_id", string_or_null(f->parent_id));
-    json_object_object_add(h, "argsrepr", string_or_null(f->argsrepr));
-    json_object_object_add(h, "kwargsrepr", string_or_null(f->kwargsrepr));
-    json_object_object_add(h, "origin", string_or_null(f->origin));
+    json_object_object_add(h, "root_id", celery_json_string_or_null(f->root_id));
+    json_object_object_add(h, "parent_id", celery_json_string_or_null(f->parent_id));
+    json_object_object_add(h, "argsrepr", celery_json_string_or_null(f->argsrepr));
+    json_object_object_add(h, "kwargsrepr", celery_json_string_or_null(f->kwargsrepr));
+    json_object_object_add(h, "origin", celery_json_string_or_null(f->origin));
     json_object_object_add(h, "ignore_result", json_object_new_boolean(f->ignore_result));
     *out = h;
     return 0;
@@ -102,62 +103,58 @@ json_object *celery_encode_body(json_object *args, json_object *kwargs, json_obj
     return body;
 }
 
-static amqp_bytes_t pool_copy(amqp_pool_t *pool, const char *s, size_t len)
-{
-    amqp_bytes_t b;
-
-    b.bytes = amqp_pool_alloc(pool, len ? len : 1);
-    if (b.bytes == NULL)
-        abort(); /* out of memory: same policy as cw_xmalloc */
-    if (len)
-        memcpy(b.bytes, s, len);
-    b.len = len;
-    return b;
-}
-
-static amqp_bytes_t pool_str(amqp_pool_t *pool, const char *s)
-{
-    return pool_copy(pool, s, strlen(s));
-}
-
-static void set_properties(struct celery_outgoing *out, const char *correlation_id,
-                           const char *reply_to)
-{
-    amqp_basic_properties_t *p = &out->props;
-
-    p->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
-                 AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG |
-                 AMQP_BASIC_CORRELATION_ID_FLAG;
-    p->content_type = pool_str(&out->pool, "application/json");
-    p->content_encoding = pool_str(&out->pool, "utf-8");
-    p->delivery_mode = 2; /* persistent, as Celery publishes tasks */
-    p->priority = 0;
-    p->correlation_id = pool_str(&out->pool, correlation_id);
-    if (reply_to != NULL) {
-        p->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
-        p->reply_to = pool_str(&out->pool, reply_to);
-    }
-}
-
 void celery_outgoing_init(struct celery_outgoing *out)
 {
     memset(out, 0, sizeof(*out));
     init_amqp_pool(&out->pool, 4096);
 }
 
+amqp_bytes_t celery_outgoing_str(struct celery_outgoing *out, const char *s)
+{
+    amqp_bytes_t b;
+    b.len = strlen(s);
+    b.bytes = amqp_pool_alloc(&out->pool, b.len ? b.len : 1);
+    if (b.bytes == NULL)
+        abort(); /* out of memory: same policy as cw_xmalloc */
+    memcpy(b.bytes, s, b.len);
+    return b;
+}
+
+int celery_outgoing_fill_json(struct celery_outgoing *out, json_object *headers, json_object *body,
+                              uint8_t delivery_mode, struct cw_error *err)
+{
+    amqp_basic_properties_t *p = &out->props;
+    if (headers != NULL) {
+        if (mq_json_to_table(headers, &out->pool, &p->headers, err) != 0)
+            return -1;
+        p->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    }
+    p->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG |
+                 AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG;
+    p->content_type = celery_outgoing_str(out, "application/json");
+    p->content_encoding = celery_outgoing_str(out, "utf-8");
+    p->delivery_mode = delivery_mode;
+    p->priority = 0;
+    /* kombu's json.dumps leaves UTF-8 and '/' alone; so do we (a Python worker reads both). */
+    out->body = celery_outgoing_str(
+        out, json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
+                                                      JSON_C_TO_STRING_NOSLASHESCAPE));
+    return 0;
+}
+
 int celery_outgoing_fill(struct celery_outgoing *out, json_object *headers, json_object *body,
                          const char *correlation_id, const char *reply_to, struct cw_error *err)
 {
-    const char *text;
-
-    if (mq_json_to_table(headers, &out->pool, &out->props.headers, err) != 0)
+    amqp_basic_properties_t *p = &out->props;
+    /* delivery_mode 2: persistent, as Celery publishes tasks */
+    if (celery_outgoing_fill_json(out, headers, body, 2, err) != 0)
         return -1;
-    out->props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    set_properties(out, correlation_id, reply_to);
-    /* kombu's json.dumps leaves UTF-8 and '/' alone; so do we (a Python worker reads both). */
-    text = json_object_to_json_string_ext(body,
-                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    out->body = pool_copy(&out->pool, text, strlen(text));
+    p->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    p->correlation_id = celery_outgoing_str(out, correlation_id);
+    if (reply_to != NULL) {
+        p->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        p->reply_to = celery_outgoing_str(out, reply_to);
+    }
     return 0;
 }
 

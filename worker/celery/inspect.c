@@ -2,7 +2,9 @@
  * conf, kombu queue dicts and the report text, as a Celery 5.2.6 worker shows them. */
 #include "celery/inspect.h"
 
+#include "celery/time.h"
 #include "base/xalloc.h"
+#include "celery/pyrepr.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,24 +14,19 @@
 /* Celery's timer priority for eta requests, as `inspect scheduled` shows it. */
 #define SCHEDULED_PRIORITY 6
 
-static json_object *string_or_null(const char *s)
-{
-    return s != NULL ? json_object_new_string(s) : NULL;
-}
-
 /* Whole seconds stay ints, as Celery's configuration values are. */
 static json_object *seconds(double v)
 {
     if (v == floor(v) && fabs(v) < 9e15)
         return json_object_new_int64((int64_t)v);
-    return celery_events_double(v);
+    return celery_pyrepr_double(v);
 }
 
 static json_object *delivery_info(const struct celery_control_task *t)
 {
     json_object *d = json_object_new_object();
     json_object_object_add(d, "exchange", json_object_new_string(t->exchange ? t->exchange : ""));
-    json_object_object_add(d, "routing_key", string_or_null(t->routing_key));
+    json_object_object_add(d, "routing_key", celery_json_string_or_null(t->routing_key));
     json_object_object_add(d, "priority", json_object_new_int(t->priority));
     json_object_object_add(d, "redelivered", json_object_new_boolean(t->redelivered));
     return d;
@@ -43,8 +40,8 @@ static json_object *task_info(const struct celery_control_state *st,
     json_object *i = json_object_new_object();
     json_object *args, *kwargs;
     if (safe) {
-        char *a = m->argsrepr ? NULL : celery_events_saferepr(m->args, -1);
-        char *k = m->kwargsrepr ? NULL : celery_events_saferepr(m->kwargs, -1);
+        char *a = m->argsrepr ? NULL : celery_pyrepr_saferepr(m->args, -1);
+        char *k = m->kwargsrepr ? NULL : celery_pyrepr_saferepr(m->kwargs, -1);
         args = json_object_new_string(m->argsrepr ? m->argsrepr : a);
         kwargs = json_object_new_string(m->kwargsrepr ? m->kwargsrepr : k);
         free(a);
@@ -53,14 +50,14 @@ static json_object *task_info(const struct celery_control_state *st,
         args = m->args ? json_object_get(m->args) : json_object_new_array();
         kwargs = m->kwargs ? json_object_get(m->kwargs) : json_object_new_object();
     }
-    json_object_object_add(i, "id", string_or_null(m->id));
-    json_object_object_add(i, "name", string_or_null(m->task));
+    json_object_object_add(i, "id", celery_json_string_or_null(m->id));
+    json_object_object_add(i, "name", celery_json_string_or_null(m->task));
     json_object_object_add(i, "args", args);
     json_object_object_add(i, "kwargs", kwargs);
-    json_object_object_add(i, "type", string_or_null(m->task));
+    json_object_object_add(i, "type", celery_json_string_or_null(m->task));
     json_object_object_add(i, "hostname", json_object_new_string(st->nodename));
     json_object_object_add(i, "time_start",
-                           t->time_start > 0 ? celery_events_double(t->time_start) : NULL);
+                           t->time_start > 0 ? celery_pyrepr_double(t->time_start) : NULL);
     json_object_object_add(i, "acknowledged", json_object_new_boolean(t->acknowledged));
     json_object_object_add(i, "delivery_info", delivery_info(t));
     json_object_object_add(i, "worker_pid",
@@ -218,9 +215,9 @@ static json_object *broker_info(const struct celery_control_state *st)
 {
     const struct amqp_connection_info *b = st->broker;
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "hostname", string_or_null(b->host));
-    json_object_object_add(o, "userid", string_or_null(b->user));
-    json_object_object_add(o, "virtual_host", string_or_null(b->vhost));
+    json_object_object_add(o, "hostname", celery_json_string_or_null(b->host));
+    json_object_object_add(o, "userid", celery_json_string_or_null(b->user));
+    json_object_object_add(o, "virtual_host", celery_json_string_or_null(b->vhost));
     json_object_object_add(o, "port", json_object_new_int(b->port));
     json_object_object_add(o, "insist", json_object_new_boolean(0));
     json_object_object_add(o, "ssl", json_object_new_boolean(b->ssl));
@@ -228,7 +225,7 @@ static json_object *broker_info(const struct celery_control_state *st)
     json_object_object_add(o, "transport_options", json_object_new_object());
     json_object_object_add(o, "login_method", json_object_new_string("PLAIN"));
     json_object_object_add(o, "uri_prefix", NULL);
-    json_object_object_add(o, "heartbeat", celery_events_double(st->broker_heartbeat));
+    json_object_object_add(o, "heartbeat", celery_pyrepr_double(st->broker_heartbeat));
     json_object_object_add(o, "failover_strategy", json_object_new_string("round-robin"));
     json_object_object_add(o, "alternates", json_object_new_array());
     return o;
@@ -251,8 +248,8 @@ static json_object *rusage_info(const struct rusage *r)
         {"msgsnd", r->ru_msgsnd}, {"msgrcv", r->ru_msgrcv},   {"nsignals", r->ru_nsignals},
         {"nvcsw", r->ru_nvcsw},   {"nivcsw", r->ru_nivcsw}};
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "utime", celery_events_double(timeval_seconds(r->ru_utime)));
-    json_object_object_add(o, "stime", celery_events_double(timeval_seconds(r->ru_stime)));
+    json_object_object_add(o, "utime", celery_pyrepr_double(timeval_seconds(r->ru_utime)));
+    json_object_object_add(o, "stime", celery_pyrepr_double(timeval_seconds(r->ru_stime)));
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         json_object_object_add(o, fields[i].name, json_object_new_int64(fields[i].value));
     return o;

@@ -6,7 +6,9 @@
  * as Celery's hybrid_to_proto2 does. */
 #include "celery/message.h"
 
+#include "celery/time.h"
 #include "mq/json.h"
+#include "celery/json_body.h"
 #include "celery/kombu_json.h"
 #include "base/xalloc.h"
 
@@ -170,63 +172,6 @@ static int collect_headers(const amqp_table_t *headers, json_object **out, struc
         json_object_object_add(obj, known_headers[i], j);
     }
     *out = obj;
-    return 0;
-}
-
-static bool only_whitespace(const char *p, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
-            return false;
-    return true;
-}
-
-/* Parses the whole body (not NUL-terminated) as one JSON value; UTF-8 is validated so
- * every string handed on is valid text. */
-static int parse_body(const void *body, size_t len, json_object **out, struct cw_error *err)
-{
-    json_tokener *tok;
-    json_object *root;
-    enum json_tokener_error jerr;
-    size_t end;
-
-    if (len == 0 || only_whitespace(body, len)) {
-        CW_FAIL(err, CW_ERR_PERMANENT, "body is empty");
-        return -1;
-    }
-    if (len > INT_MAX) {
-        CW_FAIL(err, CW_ERR_PERMANENT, "body of %zu bytes is too large", len);
-        return -1;
-    }
-    tok = json_tokener_new_ex(BODY_MAX_DEPTH);
-    if (tok == NULL)
-        abort(); /* out of memory: same policy as cw_xmalloc */
-    json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
-    root = json_tokener_parse_ex(tok, body, (int)len);
-    jerr = json_tokener_get_error(tok);
-    end = json_tokener_get_parse_end(tok);
-    if (jerr == json_tokener_continue) {
-        /* A top-level number or literal ("42", "null") could still go on: json-c only
-         * finishes it at a terminating NUL, so hand it one to end the input. */
-        root = json_tokener_parse_ex(tok, "", 1);
-        jerr = json_tokener_get_error(tok);
-        end = len;
-        if (jerr != json_tokener_success)
-            jerr = json_tokener_continue; /* all input was used: it was cut short */
-    }
-    json_tokener_free(tok);
-    if (jerr == json_tokener_continue) {
-        CW_FAIL(err, CW_ERR_PERMANENT, "body is not valid JSON: truncated");
-        return -1;
-    }
-    if (jerr != json_tokener_success || !only_whitespace((const char *)body + end, len - end)) {
-        json_object_put(root);
-        CW_FAIL(err, CW_ERR_PERMANENT, "body is not valid JSON: %s",
-                jerr != json_tokener_success ? json_tokener_error_desc(jerr)
-                                             : "trailing data after the value");
-        return -1;
-    }
-    *out = root;
     return 0;
 }
 
@@ -498,7 +443,7 @@ int celery_message_decode(const amqp_basic_properties_t *props, const void *body
     /* The content type is checked before the body is looked at: never parse pickle. */
     if (decode_properties(props, out, err) != 0 ||
         collect_headers(headers_of(props), &headers, err) != 0 ||
-        parse_body(body, body_len, &root, err) != 0)
+        celery_json_body_parse(body, body_len, BODY_MAX_DEPTH, &root, err) != 0)
         goto out;
     if (decode_shape(headers, root, out, &src, err) != 0 || decode_fields(&src, out, err) != 0 ||
         take_wire_body(out, err) != 0)

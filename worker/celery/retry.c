@@ -4,7 +4,7 @@
  * so a retry and a new task are the same message shape; this file holds only what a
  * retry changes: retries + 1, the new eta, parent/root defaulting to the task itself,
  * and the body republished as it arrived. */
-#include "celery/message.h"
+#include "celery/retry.h"
 
 #include "celery/encode.h"
 

@@ -3,17 +3,13 @@
 
 #include "celery/encode.h"
 #include "celery/events.h"
+#include "celery/pyrepr.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static json_object *string_or_null(const char *s)
-{
-    return s != NULL ? json_object_new_string(s) : NULL;
-}
 
 void celery_rpc_exception_from_error(const struct cw_error *e, struct celery_exception *out)
 {
@@ -47,17 +43,6 @@ bool celery_rpc_wanted(const struct celery_task *t)
     return t != NULL && t->reply_to != NULL && t->reply_to[0] != '\0' && !t->ignore_result;
 }
 
-static amqp_bytes_t pool_copy(amqp_pool_t *pool, const char *s)
-{
-    amqp_bytes_t b;
-    b.len = strlen(s);
-    b.bytes = amqp_pool_alloc(pool, b.len ? b.len : 1);
-    if (b.bytes == NULL)
-        abort(); /* out of memory: same policy as cw_xmalloc */
-    memcpy(b.bytes, s, b.len);
-    return b;
-}
-
 /* BaseBackend.prepare_exception for the JSON serializer. */
 static json_object *exception_json(const struct celery_exception *exc)
 {
@@ -67,7 +52,7 @@ static json_object *exception_json(const struct celery_exception *exc)
     json_object_object_add(e, "exc_type",
                            json_object_new_string(exc->type ? exc->type : "Exception"));
     json_object_object_add(e, "exc_message", args);
-    json_object_object_add(e, "exc_module", string_or_null(exc->module));
+    json_object_object_add(e, "exc_module", celery_json_string_or_null(exc->module));
     return e;
 }
 
@@ -136,10 +121,10 @@ static int encode(const struct celery_task *t, const char *status, json_object *
     json_object_object_add(body, "task_id", json_object_new_string(t->id));
     json_object_object_add(body, "status", json_object_new_string(status));
     json_object_object_add(body, "result", result);
-    json_object_object_add(body, "traceback", string_or_null(traceback));
+    json_object_object_add(body, "traceback", celery_json_string_or_null(traceback));
     json_object_object_add(body, "children", children(t, status));
     json_object_object_add(body, "date_done", is_ready(status) ? date_done(now) : NULL);
-    int rc = celery_events_fill_json(&out->out, headers, body, 1, err);
+    int rc = celery_outgoing_fill_json(&out->out, headers, body, 1, err);
     json_object_put(headers);
     json_object_put(body);
     if (rc != 0) {
@@ -148,7 +133,7 @@ static int encode(const struct celery_task *t, const char *status, json_object *
     }
     const char *correlation = t->correlation_id ? t->correlation_id : t->id;
     out->out.props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-    out->out.props.correlation_id = pool_copy(&out->out.pool, correlation);
+    out->out.props.correlation_id = celery_outgoing_str(&out->out, correlation);
     out->routing_key = t->reply_to;
     return 0;
 }
@@ -158,7 +143,7 @@ int celery_rpc_started(const struct celery_task *t, const char *hostname, long p
 {
     json_object *r = json_object_new_object();
     json_object_object_add(r, "pid", json_object_new_int64(pid));
-    json_object_object_add(r, "hostname", string_or_null(hostname));
+    json_object_object_add(r, "hostname", celery_json_string_or_null(hostname));
     return encode(t, "STARTED", r, NULL, now, out, err);
 }
 

@@ -1,5 +1,5 @@
 /* ISO-8601 times as Celery writes them (eta, expires) <-> epoch seconds (UTC). */
-#include "celery/message.h"
+#include "celery/time.h"
 
 #include <math.h>
 #include <stdbool.h>

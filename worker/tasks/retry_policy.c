@@ -3,6 +3,21 @@
 
 #include <stdio.h>
 
+static double clamp(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* delays[retries], the last one repeating; spread by +-jitter_percent (clamped to 0..100,
+ * so a delay is never negative) with random01 clamped to [0,1]. */
+static double jittered_delay(int retries, const double *delays, int ndelays, double jitter_percent,
+                             double random01)
+{
+    double delay = delays[retries < ndelays ? retries : ndelays - 1];
+    double spread = clamp(jitter_percent, 0, 100) / 100.0;
+    return delay * (1.0 + spread * (2.0 * clamp(random01, 0, 1) - 1.0));
+}
+
 struct retry_decision retry_policy_decide(enum cw_error_class cls, int retries, int max_retries,
                                           const double *delays, int ndelays, double jitter_percent,
                                           double random01)
@@ -15,15 +30,15 @@ struct retry_decision retry_policy_decide(enum cw_error_class cls, int retries, 
     case CW_ERR_PERMANENT:
         return d;
     case CW_ERR_TRANSIENT:
+        if (retries < 0) /* a corrupt count indexes no delay: treat it as the first attempt */
+            retries = 0;
         if (retries >= max_retries || ndelays <= 0) {
             d.error_type = "transient_exhausted";
             return d;
         }
         d.retry = true;
         d.next_retries = retries + 1;
-        d.delay = delays[retries < ndelays ? retries : ndelays - 1];
-        if (jitter_percent > 0)
-            d.delay *= 1.0 + jitter_percent / 100.0 * (2.0 * random01 - 1.0);
+        d.delay = jittered_delay(retries, delays, ndelays, jitter_percent, random01);
         d.error_type = NULL;
         return d;
     case CW_ERR_NONE:

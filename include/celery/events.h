@@ -132,10 +132,4 @@ CW_MUST_CHECK int celery_events_task_revoked(const struct celery_worker_identity
                                              bool expired, double now, struct celery_event_msg *out,
                                              struct cw_error *err);
 
-/* Kept for worker/supervisor/events.c until it calls celery_pyrepr_exception itself. */
-static inline char *celery_events_exception_repr(const char *exc_type, const char *message)
-{
-    return celery_pyrepr_exception(exc_type, message);
-}
-
 #endif

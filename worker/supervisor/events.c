@@ -1,6 +1,7 @@
 /* Supervisor: Celery events on the celeryev exchange. worker-* events are always sent
  * (as a Celery worker does unless told not to); task-* events when enabled. Events are
  * best effort, as in Celery: a failed publish is logged and dropped, never retried. */
+#include "celery/pyrepr.h"
 #include "supervisor/internal.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -110,7 +111,7 @@ static char *exception_text(const struct proto_result *r)
                        : r->error_cls == CW_ERR_TRANSIENT ? "TransientError"
                        : r->error_cls == CW_ERR_TIMEOUT   ? "TimeLimitExceeded"
                                                           : "InternalError";
-    return celery_events_exception_repr(type, r->error_message);
+    return celery_pyrepr_exception(type, r->error_message);
 }
 
 void sup_event_task_finished(struct supervisor *s, const struct delivery *d,
@@ -152,7 +153,7 @@ void sup_event_task_not_registered(struct supervisor *s, const struct celery_tas
     struct celery_event_msg m;
     memset(&m, 0, sizeof m);
     struct cw_error err;
-    char *exc = celery_events_exception_repr("NotRegistered", t->task ? t->task : "");
+    char *exc = celery_pyrepr_exception("NotRegistered", t->task ? t->task : "");
     built(s, celery_events_task_failed(&s->ident, t->id, exc, NULL, clock_wall(), &m, &err), &m,
           &err);
     free(exc);

@@ -242,6 +242,45 @@ static void test_continuation(void **state)
     conf_file_free(&f);
 }
 
+/* Splunk strips trailing spaces and tabs before it looks for the backslash. */
+static void test_continuation_trailing_blanks(void **state)
+{
+    (void)state;
+    struct conf_file f = parse_ok("[s]\n"
+                                  "spaces = one \\   \n"
+                                  "two\\\t\t\n"
+                                  "three \\ \t \r\n"
+                                  "four\n"
+                                  "after = 1 \t\n");
+    assert_int_equal(f.nstanzas, 1);
+    assert_int_equal(f.stanzas[0].nsettings, 2);
+    assert_setting(&f.stanzas[0], 0, "spaces", "one \ntwo\nthree \nfour");
+    assert_setting(&f.stanzas[0], 1, "after", "1");
+    conf_file_free(&f);
+
+    /* Backslash then CRLF, and blanks before a CRLF. */
+    f = parse_ok("k = a\\\r\nb\\  \r\nc\r\n");
+    assert_setting(&f.stanzas[0], 0, "k", "a\nb\nc");
+    conf_file_free(&f);
+
+    /* A file whose last line is "\" plus blanks ends the value there. */
+    f = parse_ok("k = a\\ \t");
+    assert_setting(&f.stanzas[0], 0, "k", "a\n");
+    conf_file_free(&f);
+
+    /* There is no escape rule: of two backslashes at the end the last one continues
+     * the line and the one before it is value text. */
+    f = parse_ok("k = C:\\dir\\\\ \nnext\n");
+    assert_setting(&f.stanzas[0], 0, "k", "C:\\dir\\\nnext");
+    conf_file_free(&f);
+
+    /* Other trailing white space (form feed, vertical tab) is not stripped first. */
+    f = parse_ok("k = a\\\f\nb = 2\n");
+    assert_setting(&f.stanzas[0], 0, "k", "a\\");
+    assert_setting(&f.stanzas[0], 1, "b", "2");
+    conf_file_free(&f);
+}
+
 static void test_hash_in_values_and_comments(void **state)
 {
     (void)state;
@@ -625,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_default_only_when_needed),
         cmocka_unit_test(test_crlf_and_bom),
         cmocka_unit_test(test_continuation),
+        cmocka_unit_test(test_continuation_trailing_blanks),
         cmocka_unit_test(test_hash_in_values_and_comments),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_lines_without_equals),

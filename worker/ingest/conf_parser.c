@@ -36,6 +36,20 @@ static int is_blank(char c)
     return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
 }
 
+/* True when s[0..*n) continues on the next line: it ends in a backslash once trailing
+ * spaces and tabs are stripped (Splunk strips them first; its own default files end
+ * lines in "\\ "). *n is then cut to the text before that backslash. */
+static bool ends_in_continuation(const char *s, size_t *n)
+{
+    size_t len = *n;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (!len || s[len - 1] != '\\')
+        return false;
+    *n = len - 1;
+    return true;
+}
+
 static void trim(const char **s, size_t *n)
 {
     while (*n && is_blank(**s)) {
@@ -184,9 +198,8 @@ static void handle_setting(struct conf_parser *p, const char *s, size_t n)
     }
     const char *val = eq + 1;
     size_t vlen = n - (size_t)(val - s);
-    if (vlen && val[vlen - 1] == '\\') {
+    if (ends_in_continuation(val, &vlen)) {
         /* Continued: keep everything up to the backslash, then the line break. */
-        vlen--;
         while (vlen && is_blank(*val)) {
             val++;
             vlen--;
@@ -220,8 +233,8 @@ static void handle_line(struct conf_parser *p, const char *s, size_t n)
 /* A continued physical line is value text, whatever it starts with. */
 static void handle_continued(struct conf_parser *p, const char *s, size_t n)
 {
-    if (n && s[n - 1] == '\\') {
-        strbuf_append(&p->value, s, n - 1);
+    if (ends_in_continuation(s, &n)) {
+        strbuf_append(&p->value, s, n);
         strbuf_append_char(&p->value, '\n');
         return;
     }

@@ -12,4 +12,13 @@
  * components. Backslashes are ordinary bytes: nothing is ever extracted to disk. */
 int archive_path_normalize(const char *raw, char *out, size_t outlen, int *depth_out);
 
+/* Room for what archive_path_display writes at most, NUL included. */
+#define ARCHIVE_PATH_DISPLAY_MAX 160
+
+/* Writes a rendering of raw that is safe in an error message, a JSON string and a UTF-8
+ * database column: well-formed UTF-8 is kept, every control byte and every byte outside a
+ * well-formed sequence becomes "\xNN", and a name that does not fit outlen-1 bytes is cut
+ * at a character boundary and ends in "...". NULL renders as "(no name)". outlen >= 16. */
+void archive_path_display(const char *raw, char *out, size_t outlen);
+
 #endif

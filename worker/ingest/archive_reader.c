@@ -10,6 +10,7 @@
 #include <archive_entry.h>
 
 #include "ingest/archive_path.h"
+#include "base/utf8.h"
 #include "base/xalloc.h"
 
 /* One read buffer per walk: the only per-entry memory besides libarchive's own. */
@@ -32,6 +33,8 @@ struct walker {
 struct entry_walk {
     const char *raw;  /* the name as stored (archive-owned) */
     const char *path; /* normalised name (walker-owned copy) */
+    /* raw as messages, warnings and the database may show it (any bytes can be in raw) */
+    char shown[ARCHIVE_PATH_DISPLAY_MAX];
     bool wanted;
     bool check_text; /* bare .conf: refuse binary content */
     uint64_t bytes;
@@ -145,11 +148,16 @@ static bool looks_like_text(const unsigned char *p, size_t n)
     return true;
 }
 
-static void warn_skip(struct walker *w, const char *raw, const char *reason)
+static void warn(struct walker *w, const struct entry_walk *ew, const char *reason)
+{
+    if (w->v->warning)
+        w->v->warning(w->v->ctx, ew->shown, reason);
+}
+
+static void warn_skip(struct walker *w, const struct entry_walk *ew, const char *reason)
 {
     w->st->entries_skipped++;
-    if (w->v->warning)
-        w->v->warning(w->v->ctx, raw, reason);
+    warn(w, ew, reason);
 }
 
 /* Counts n freshly produced bytes against the limits. */
@@ -158,7 +166,7 @@ static int account(struct walker *w, struct entry_walk *ew, size_t n, struct cw_
     ew->bytes += n;
     w->st->bytes_uncompressed += n;
     if (ew->bytes > w->lim->max_entry_bytes) {
-        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "entry %s inflates beyond %llu bytes", ew->raw,
+        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "entry %s inflates beyond %llu bytes", ew->shown,
                 (unsigned long long)w->lim->max_entry_bytes);
         return -1;
     }
@@ -178,7 +186,7 @@ static ssize_t read_chunk(struct walker *w, struct entry_walk *ew, struct cw_err
     la_ssize_t n = archive_read_data(w->a, w->buf, ARCHIVE_CHUNK);
     if (n < 0) {
         CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s", libarchive_msg(w->a));
-        CW_WRAP(err, "reading entry %s", ew->raw);
+        CW_WRAP(err, "reading entry %s", ew->shown);
         return -1;
     }
     return (ssize_t)n;
@@ -209,7 +217,7 @@ static int walk_data(struct walker *w, struct entry_walk *ew, bool regular, stru
     while (n > 0) {
         if (ew->wanted && w->v->entry_data &&
             w->v->entry_data(w->v->ctx, w->buf, (size_t)n, err) < 0) {
-            CW_WRAP(err, "delivering data of entry %s", ew->path);
+            CW_WRAP(err, "delivering data of entry %s", ew->shown);
             return -1;
         }
         n = read_chunk(w, ew, err);
@@ -219,7 +227,7 @@ static int walk_data(struct walker *w, struct entry_walk *ew, bool regular, stru
     if (n < 0)
         return -1;
     if (ew->wanted && w->v->entry_end && w->v->entry_end(w->v->ctx, err) < 0) {
-        CW_WRAP(err, "finishing entry %s", ew->path);
+        CW_WRAP(err, "finishing entry %s", ew->shown);
         return -1;
     }
     return 0;
@@ -272,26 +280,51 @@ static const char *entry_raw_name(struct walker *w, struct archive_entry *e)
     return raw ? raw : archive_entry_pathname(e);
 }
 
+/* Refuses before inflating anything an entry whose header already says it is too big (a
+ * sparse file's hole counts: reading it produces zeros). Headers can lie the other way;
+ * account() counts what really comes out. */
+static int check_declared_size(struct walker *w, struct archive_entry *e,
+                               const struct entry_walk *ew, struct cw_error *err)
+{
+    if (!archive_entry_size_is_set(e) || archive_entry_size(e) <= 0)
+        return 0;
+    uint64_t size = (uint64_t)archive_entry_size(e);
+    if (size > w->lim->max_entry_bytes) {
+        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "entry %s is %llu bytes, more than %llu", ew->shown,
+                (unsigned long long)size, (unsigned long long)w->lim->max_entry_bytes);
+        return -1;
+    }
+    if (w->st->bytes_uncompressed + size > w->lim->max_total_bytes) {
+        CW_FAIL(err, CW_ERR_PERMANENT,
+                LIMIT "archive inflates beyond %llu bytes in total (at entry %s)",
+                (unsigned long long)w->lim->max_total_bytes, ew->shown);
+        return -1;
+    }
+    return 0;
+}
+
 /* Walks one entry whose name normalised to ew->path (depth components). */
 static int walk_named_entry(struct walker *w, struct archive_entry *e, struct entry_walk *ew,
                             int depth, struct cw_error *err)
 {
     const char *reason = skip_reason(e);
     if (depth > w->lim->max_depth) {
-        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "entry path deeper than %d components: %.200s",
-                w->lim->max_depth, ew->raw);
+        CW_FAIL(err, CW_ERR_PERMANENT, LIMIT "entry path deeper than %d components: %s",
+                w->lim->max_depth, ew->shown);
         return -1;
     }
+    if (check_declared_size(w, e, ew, err) < 0)
+        return -1;
     if (reason != NULL) {
-        warn_skip(w, ew->raw, reason);
+        warn_skip(w, ew, reason);
         return walk_data(w, ew, false, err);
     }
     if (archive_entry_is_encrypted(e)) {
         /* Its data cannot be decrypted, so it cannot be read past either: skip blindly. */
-        warn_skip(w, ew->raw, "encrypted");
+        warn_skip(w, ew, "encrypted");
         if (archive_read_data_skip(w->a) != ARCHIVE_OK) {
             CW_FAIL(err, CW_ERR_PERMANENT, INVALID "%s", libarchive_msg(w->a));
-            CW_WRAP(err, "skipping entry %s", ew->raw);
+            CW_WRAP(err, "skipping entry %s", ew->shown);
             return -1;
         }
         return 0;
@@ -305,17 +338,22 @@ static int walk_entry(struct walker *w, struct archive_entry *e, struct cw_error
     ew.check_text = w->st->kind == ARCHIVE_KIND_SINGLE_CONF;
     if (ew.raw == NULL) {
         ew.raw = "(undecodable name)";
-        warn_skip(w, ew.raw, "entry name cannot be decoded");
+        archive_path_display(ew.raw, ew.shown, sizeof ew.shown);
+        warn_skip(w, &ew, "entry name cannot be decoded");
         return walk_data(w, &ew, false, err);
     }
+    archive_path_display(ew.raw, ew.shown, sizeof ew.shown);
     size_t len = strlen(ew.raw);
     char *path = cw_xmalloc(len + 1); /* ours; a normalised path is never longer */
     int depth = 0, rc;
     if (archive_path_normalize(ew.raw, path, len + 1, &depth) < 0) {
         ew.path = ew.raw;
-        warn_skip(w, ew.raw, "unsafe path (absolute, .. or control characters)");
+        warn_skip(w, &ew, "unsafe path (absolute, .. or control characters)");
         rc = walk_data(w, &ew, false, err);
     } else {
+        /* The visitor gets UTF-8 only: it goes into JSON and a UTF-8 database. */
+        if (utf8_repair(path, strlen(path)) > 0)
+            warn(w, &ew, "entry name is not valid UTF-8: its bad bytes are read as '?'");
         ew.path = path;
         rc = walk_named_entry(w, e, &ew, depth, err);
     }

@@ -24,8 +24,16 @@ void conf_parser_init(struct conf_parser *p, size_t max_line_bytes)
 {
     memset(p, 0, sizeof *p);
     p->max_line = max_line_bytes ? max_line_bytes : CONF_PARSER_DEFAULT_MAX_LINE;
+    p->max_stanzas = CONF_PARSER_DEFAULT_MAX_STANZAS;
+    p->max_settings = CONF_PARSER_DEFAULT_MAX_SETTINGS;
     strbuf_init(&p->line);
     strbuf_init(&p->value);
+}
+
+void conf_parser_set_limits(struct conf_parser *p, size_t max_stanzas, size_t max_settings)
+{
+    p->max_stanzas = max_stanzas ? max_stanzas : CONF_PARSER_DEFAULT_MAX_STANZAS;
+    p->max_settings = max_settings ? max_settings : CONF_PARSER_DEFAULT_MAX_SETTINGS;
 }
 
 /* ---- small text helpers -------------------------------------------------------- */
@@ -124,9 +132,15 @@ static size_t index_find(const struct conf_key_index *ix, const struct conf_stan
 
 /* ---- building the result ---------------------------------------------------------- */
 
-static void start_stanza(struct conf_parser *p, const char *name, size_t n)
+/* Returns false (and marks the line as failing) when the file already has all the
+ * stanzas it may have. */
+static bool start_stanza(struct conf_parser *p, const char *name, size_t n)
 {
     struct conf_file *f = &p->file;
+    if (f->nstanzas >= p->max_stanzas) {
+        p->over_limit = "stanzas";
+        return false;
+    }
     if (f->nstanzas == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 8;
         f->stanzas = cw_xrealloc(f->stanzas, f->cap * sizeof *f->stanzas);
@@ -137,6 +151,7 @@ static void start_stanza(struct conf_parser *p, const char *name, size_t n)
     st->order_in_file = (int)f->nstanzas;
     f->nstanzas++;
     index_reset(&p->keys);
+    return true;
 }
 
 /* Duplicate keys keep their first position and take the last value (Splunk's
@@ -144,8 +159,8 @@ static void start_stanza(struct conf_parser *p, const char *name, size_t n)
 static void set_setting(struct conf_parser *p, const char *key, size_t klen, const char *val,
                         size_t vlen)
 {
-    if (p->file.nstanzas == 0) /* settings before any header */
-        start_stanza(p, "default", 7);
+    if (p->file.nstanzas == 0 && !start_stanza(p, "default", 7)) /* before any header */
+        return;
     struct conf_stanza *st = &p->file.stanzas[p->file.nstanzas - 1];
     size_t at = index_find(&p->keys, st, key, klen);
     if (at != SIZE_MAX) {
@@ -153,6 +168,11 @@ static void set_setting(struct conf_parser *p, const char *key, size_t klen, con
         st->settings[at].value = cw_xstrndup(val, vlen);
         return;
     }
+    if (p->nsettings >= p->max_settings) {
+        p->over_limit = "settings";
+        return;
+    }
+    p->nsettings++;
     if (st->nsettings == st->cap) {
         st->cap = st->cap ? st->cap * 2 : 8;
         st->settings = cw_xrealloc(st->settings, st->cap * sizeof *st->settings);
@@ -179,7 +199,7 @@ static void handle_header(struct conf_parser *p, const char *s, size_t n)
     const char *name = s + 1;
     size_t len = (size_t)(close - name);
     trim(&name, &len);
-    start_stanza(p, name, len);
+    (void)start_stanza(p, name, len); /* over the limit: process_line reports it */
 }
 
 static void handle_setting(struct conf_parser *p, const char *s, size_t n)
@@ -268,6 +288,15 @@ static int fail_too_long(struct conf_parser *p, size_t lineno, struct cw_error *
     return -1;
 }
 
+static int fail_over_limit(struct conf_parser *p, struct cw_error *err)
+{
+    bool stanzas = strcmp(p->over_limit, "stanzas") == 0;
+    p->failed = true;
+    CW_FAIL(err, CW_ERR_PERMANENT, "line %zu: more than %zu %s in one file", p->lineno,
+            stanzas ? p->max_stanzas : p->max_settings, p->over_limit);
+    return -1;
+}
+
 /* Interprets the complete physical line in p->line and empties it. */
 static int process_line(struct conf_parser *p, struct cw_error *err)
 {
@@ -302,7 +331,7 @@ static int process_line(struct conf_parser *p, struct cw_error *err)
             p->logical_len = n;
     }
     strbuf_reset(&p->line);
-    return 0;
+    return p->over_limit ? fail_over_limit(p, err) : 0;
 }
 
 /* ---- public entry points ------------------------------------------------------------ */
@@ -344,6 +373,8 @@ int conf_parser_finish(struct conf_parser *p, struct conf_file *out, struct cw_e
         return -1;
     if (p->in_continuation) /* a file ending in "\": the value ends there */
         finish_continuation(p);
+    if (p->over_limit)
+        return fail_over_limit(p, err);
     *out = p->file;
     memset(&p->file, 0, sizeof p->file);
     return 0;

@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -120,13 +122,35 @@ static void test_display(void **state)
     assert_string_equal(out + ARCHIVE_PATH_DISPLAY_MAX - 4, "...");
 }
 
+static void expect_bare(const char *upload, const char *want, bool want_renamed)
+{
+    bool renamed = !want_renamed;
+    char *name = archive_path_bare_conf_name(upload, &renamed);
+    assert_string_equal(name, want);
+    assert_int_equal(renamed, want_renamed);
+    free(name);
+}
+
+static void test_bare_conf_name(void **state)
+{
+    (void)state;
+    expect_bare("inputs.conf", "inputs.conf", false);
+    expect_bare("runs/42/props.conf", "props.conf", false);
+    expect_bare("etc.tar.gz", "etc.tar.gz.conf", true);
+    expect_bare("conf", "conf.conf", true);
+    expect_bare(".conf", ".conf.conf", true);
+    expect_bare(NULL, "upload.conf", false);
+    expect_bare("dir/..", "upload.conf", false);
+    expect_bare("runs/1/", "upload.conf", false);
+    expect_bare("bad\nname.conf", "upload.conf", false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalises),
-        cmocka_unit_test(test_refuses_unsafe),
-        cmocka_unit_test(test_buffer_size),
-        cmocka_unit_test(test_display),
+        cmocka_unit_test(test_normalises),     cmocka_unit_test(test_refuses_unsafe),
+        cmocka_unit_test(test_buffer_size),    cmocka_unit_test(test_display),
+        cmocka_unit_test(test_bare_conf_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

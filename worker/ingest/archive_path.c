@@ -2,9 +2,11 @@
 #include "ingest/archive_path.h"
 
 #include "base/utf8.h"
+#include "base/xalloc.h"
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool has_control_bytes(const char *s)
@@ -125,4 +127,26 @@ void archive_path_display(const char *raw, char *out, size_t outlen)
         memcpy(out + o, ellipsis, sizeof ellipsis);
     else
         out[o] = '\0';
+}
+
+char *archive_path_bare_conf_name(const char *upload_name, bool *renamed)
+{
+    static const char fallback[] = "upload.conf", suffix[] = ".conf";
+    *renamed = false;
+    if (upload_name == NULL)
+        return cw_xstrdup(fallback);
+    const char *slash = strrchr(upload_name, '/');
+    const char *base = slash ? slash + 1 : upload_name;
+    size_t len = strlen(base);
+    char *name = cw_xmalloc(len + sizeof suffix);
+    if (archive_path_normalize(base, name, len + 1, NULL) != 0) {
+        free(name);
+        return cw_xstrdup(fallback);
+    }
+    len = strlen(name);
+    if (len <= 5 || strcmp(name + len - 5, suffix) != 0) { /* ".conf" alone names nothing */
+        memcpy(name + len, suffix, sizeof suffix);
+        *renamed = true;
+    }
+    return name;
 }

@@ -1,6 +1,8 @@
 /* Streaming reader for uploaded Splunk archives (libarchive): detects the format by
  * content, walks the entries under hard limits and hands safe regular files to a visitor.
- * Nothing is extracted to disk and memory stays bounded by one chunk per walk. */
+ * Nothing is extracted to disk and memory stays bounded by one chunk per walk. gzip is
+ * inflated by gzip_source (CRC-32 and length verified, to the end of the upload), zip is
+ * read through its central directory only. */
 #ifndef CWORKER_ARCHIVE_READER_H
 #define CWORKER_ARCHIVE_READER_H
 

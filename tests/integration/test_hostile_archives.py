@@ -153,15 +153,19 @@ CASES = [
     ("gzip_bomb_total", "bomb.tgz", H.gzip_bomb_many, FAIL, LIMIT + "archive inflates beyond"),
     ("zip_bomb_1GiB", "bomb.zip", H.zip_bomb, FAIL, LIMIT + "entry app/default/inputs.conf"),
     ("zip_bomb_lying_sizes", "bomb.zip", lambda: H.zip_bomb(lie=True), FAIL,
-     "Permanent error: "),
+     LIMIT + "entry app/default/inputs.conf inflates beyond 104857600 bytes"),
     ("tar_sparse_4GiB", "sparse.tar", H.tar_sparse, FAIL, LIMIT + "entry app/lookups/huge.csv"),
     ("entry_count", "many.tgz", lambda: H.many_entries(10001), FAIL,
      LIMIT + "more than 10000 entries"),
     # --- pathological content
-    ("line_50MB", "t.tgz", lambda: tgz([GOOD, ("app/default/props.conf", b"k = " + b"a" * (50 << 20))]),
-     OK, {"parse_errors": 1, "stanzas": ["app/default/good.conf"]}),
-    ("million_stanzas", "t.tgz", lambda: tgz([GOOD, ("app/default/props.conf", b"[s]\n" * 2000000)]),
-     OK, {"parse_errors": 1, "stanzas": ["app/default/good.conf"]}),
+    ("line_50MB", "t.tgz",
+     lambda: tgz([GOOD, ("app/default/props.conf", b"k = " + b"a" * (50 << 20))]),
+     OK, {"parse_errors": 1, "error": "line 1: line longer than 1048576 bytes",
+          "stanzas": ["app/default/good.conf"]}),
+    ("million_stanzas", "t.tgz",
+     lambda: tgz([GOOD, ("app/default/props.conf", b"[s]\n" * 2000000)]),
+     OK, {"parse_errors": 1, "error": "line 100001: more than 100000 stanzas in one file",
+          "stanzas": ["app/default/good.conf"]}),
     ("run_stanza_limit", "t.tgz", lambda: tgz([("app/default/p%d.conf" % i, b"[s]\n" * 100000)
                                                for i in range(11)]),
      FAIL, LIMIT + "more than 1000000 stanzas in the run"),
@@ -169,9 +173,12 @@ CASES = [
                                                       b"[" + b"n" * 5000 + b"]\nk = v\n")]),
      OK, {"warnings": 1, "nstanzas": 2}),
     ("nul_bytes", "t.tgz", lambda: tgz([GOOD, ("app/default/props.conf", b"[a]\nk = v\0w\n")]),
-     OK, {"parse_errors": 1, "stanzas": ["app/default/good.conf"]}),
-    ("invalid_utf8", "t.tgz", lambda: tgz([GOOD, ("app/default/props.conf", b"[a]\nk = \xff\xfe\n")]),
-     OK, {"parse_errors": 1, "stanzas": ["app/default/good.conf"]}),
+     OK, {"parse_errors": 1, "error": "line 2: NUL byte (not a text file)",
+          "stanzas": ["app/default/good.conf"]}),
+    ("invalid_utf8", "t.tgz",
+     lambda: tgz([GOOD, ("app/default/props.conf", b"[a]\nk = \xff\xfe\n")]),
+     OK, {"parse_errors": 1, "error": "line 2: invalid UTF-8",
+          "stanzas": ["app/default/good.conf"]}),
     # --- damaged archives
     ("tgz_truncated_10", "t.tgz", lambda: _truncated(_palo_tgz_bytes(), 10), FAIL, INVALID),
     ("tgz_truncated_half", "t.tgz", lambda: _half(_palo_tgz_bytes()), FAIL, INVALID),
@@ -265,7 +272,8 @@ def check_failed(env, run, expected):
     assert run["status"] == "FAILED", run
     msg = run["error_message"]
     assert msg.startswith(expected), msg
-    assert len(msg) < 500 and "\ufffd" not in msg[:40], msg
+    assert len(msg) < 500 and "\ufffd" not in msg, msg
+    assert run["error_traceback"] and "parse_run" in run["error_traceback"], run
     assert run["retry_count"] == 0
     assert run["metrics"]["error_type"] == "permanent", run["metrics"]
     assert env.scalar("SELECT count(*) FROM stanzas WHERE run_id = %s", (run["id"],)) == 0
@@ -279,8 +287,9 @@ def check_complete(env, run, expected):
     m = run["metrics"]
     assert m["warnings"] >= expected.get("warnings", 0), m
     assert m["parse_errors"] == expected.get("parse_errors", 0), m
-    if expected.get("parse_errors"):
-        assert m["parse_error_details"][0]["error"], m
+    if expected.get("error"):
+        assert m["parse_error_details"][0]["error"] == expected["error"], m
+        assert m["parse_error_details"][0]["path"] == "app/default/props.conf", m
     paths = stanza_paths(env, run["id"])
     if "stanzas" in expected:
         assert paths == sorted(expected["stanzas"]), paths

@@ -1,7 +1,7 @@
 # cworker build. `make` builds build/cworker; `make test` installs what is missing,
 # starts private RabbitMQ/PostgreSQL and runs unit, sanitizer and integration tests.
 CC      ?= cc
-PKGS    := librabbitmq libpq json-c libarchive openssl uuid libmicrohttpd
+PKGS    := librabbitmq libpq json-c libarchive zlib openssl uuid libmicrohttpd
 SHARED  ?= $(abspath ../shared)
 BUILD   ?= build
 PYTHON  := /usr/bin/python3

@@ -1,6 +1,8 @@
 /* Streaming reader for uploaded Splunk archives (libarchive): detects the format by
  * content, walks the entries under hard limits and hands safe regular files to a visitor.
- * Nothing is extracted to disk and memory stays bounded by one chunk per walk. */
+ * Nothing is extracted to disk and memory stays bounded by one chunk per walk. gzip is
+ * inflated by gzip_source (CRC-32 and length verified, to the end of the upload), zip is
+ * read through its central directory only. */
 #ifndef CWORKER_ARCHIVE_READER_H
 #define CWORKER_ARCHIVE_READER_H
 
@@ -37,16 +39,18 @@ const char *archive_kind_name(enum archive_kind k);
 /* Every callback may be NULL: no want_entry means no entry is wanted. */
 struct archive_visitor {
     void *ctx;
-    /* A regular, safe entry, path normalised (valid only during the call); return true to
-     * receive its data. */
+    /* A regular, safe entry, path normalised and valid UTF-8 (bytes that are not are
+     * replaced by '?'; valid only during the call); return true to receive its data. */
     bool (*want_entry)(void *ctx, const char *path);
     /* Data of a wanted entry, in order, in chunks of at most 64 KiB; return -1 (err filled)
      * to abort the whole walk. Not called for an empty entry. */
     int (*entry_data)(void *ctx, const void *chunk, size_t len, struct cw_error *err);
     /* End of a wanted entry (also for an empty one); return -1 (err filled) to abort. */
     int (*entry_end)(void *ctx, struct cw_error *err);
-    /* An entry that was skipped (unsafe path, link, device, fifo, encrypted...), with the
-     * reason. path is the raw name as stored in the archive. */
+    /* An entry that was skipped (unsafe path, link, device, fifo, encrypted...) or whose
+     * name had to be repaired (not UTF-8), with the reason. path is the name as stored,
+     * rendered by archive_path_display: valid UTF-8, control and bad bytes as \xNN, cut
+     * to ARCHIVE_PATH_DISPLAY_MAX. */
     void (*warning)(void *ctx, const char *path, const char *reason);
 };
 
@@ -62,7 +66,8 @@ struct archive_stats {
  * upload: its base name. Errors:
  *  - CW_ERR_PERMANENT "Invalid archive format: <detail>" for an empty, unsupported or
  *    corrupt upload (libarchive's message as detail where it has one);
- *  - CW_ERR_PERMANENT "Archive limit exceeded: <detail>" when a limit is passed;
+ *  - CW_ERR_PERMANENT "Archive limit exceeded: <detail>" when a limit is passed, by what
+ *    an entry's header declares (before anything is inflated) or by what it produces;
  *  - a callback's own error, wrapped with the entry's path;
  *  - CW_ERR_TRANSIENT when the fd itself cannot be read (fstat).
  * stats (may be NULL) is filled as far as the walk got, also on error. */

@@ -9,6 +9,11 @@
 #include <stddef.h>
 
 #define CONF_PARSER_DEFAULT_MAX_LINE (1024 * 1024)
+/* What one file may hold: every stanza and setting is kept in memory until the run's one
+ * transaction, so a 100 MB file of "[a]" lines must not become 25 million rows. Real
+ * files have thousands at most. */
+#define CONF_PARSER_DEFAULT_MAX_STANZAS  100000
+#define CONF_PARSER_DEFAULT_MAX_SETTINGS 1000000
 
 /* All strings are NUL-terminated, valid UTF-8 without NUL bytes, owned by the
  * enclosing conf_file. */
@@ -41,24 +46,32 @@ struct conf_key_index {
 /* Lives on the caller's stack; all fields are private. Everything it allocates is
  * released by conf_parser_finish (moved out) and conf_parser_free. */
 struct conf_parser {
-    size_t max_line;       /* logical line limit in bytes, terminators excluded */
-    struct strbuf line;    /* the physical line being accumulated */
-    size_t lineno;         /* physical lines completed so far */
-    bool in_continuation;  /* the previous physical line ended in "\" */
-    size_t logical_len;    /* bytes of the logical line before `line` */
-    size_t logical_start;  /* line number where the continued logical line began */
-    struct strbuf value;   /* the continued value being joined */
-    char *cont_key;        /* its key (owned) */
-    bool failed;           /* a parse error was reported; feed/finish refuse */
-    bool have_header;      /* a [header] was seen: no more implicit "default" */
-    struct conf_file file; /* results so far */
+    size_t max_line;        /* logical line limit in bytes, terminators excluded */
+    size_t max_stanzas;     /* stanzas per file */
+    size_t max_settings;    /* distinct keys per file, all stanzas together */
+    size_t nsettings;       /* distinct keys so far */
+    const char *over_limit; /* "stanzas"/"settings" when one was refused: the line fails */
+    struct strbuf line;     /* the physical line being accumulated */
+    size_t lineno;          /* physical lines completed so far */
+    bool in_continuation;   /* the previous physical line ended in "\" */
+    size_t logical_len;     /* bytes of the logical line before `line` */
+    size_t logical_start;   /* line number where the continued logical line began */
+    struct strbuf value;    /* the continued value being joined */
+    char *cont_key;         /* its key (owned) */
+    bool failed;            /* a parse error was reported; feed/finish refuse */
+    bool have_header;       /* a [header] was seen: no more implicit "default" */
+    struct conf_file file;  /* results so far */
     struct conf_key_index keys;
 };
 
 void conf_parser_init(struct conf_parser *p, size_t max_line_bytes);
 
+/* Overrides the stanza and setting limits (0 keeps the default); call after init. */
+void conf_parser_set_limits(struct conf_parser *p, size_t max_stanzas, size_t max_settings);
+
 /* Feeds any chunk of the file; chunk boundaries never change the result. On a parse
- * error (invalid UTF-8, NUL byte, logical line over the limit) returns -1 with a
+ * error (invalid UTF-8, NUL byte, logical line over the limit, more stanzas or
+ * settings than the limits) returns -1 with a
  * CW_ERR_PERMANENT error "line N: ..."; the parser is then unusable except for
  * conf_parser_free. */
 CW_MUST_CHECK int conf_parser_feed(struct conf_parser *p, const void *data, size_t len,

@@ -5,6 +5,7 @@ It shares no code with the C parser and is written straight from the contract:
 - lines end in \\n or \\r\\n; a UTF-8 BOM is ignored;
 - a line ending in a backslash continues on the next line: the backslash is dropped, the
   line break kept, and the continued line is value text whatever it starts with;
+  trailing spaces and tabs are stripped before looking for the backslash ("\\ " continues);
 - a line whose first non-blank character is `#` is a comment (only at the start of a
   logical line); `#` elsewhere is value text;
 - `[name]`: the name runs from the first `[` to the LAST `]`, trimmed; every header is a
@@ -46,8 +47,9 @@ def logical_lines(text):
             line = line[:-1]
         if cur is not None:
             line = cur + line
-        if line.endswith("\\"):
-            cur = line[:-1] + "\n"
+        stripped = line.rstrip(" \t")
+        if stripped.endswith("\\"):
+            cur = stripped[:-1] + "\n"
             continue
         cur = None
         out.append(line)

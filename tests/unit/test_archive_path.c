@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -81,12 +83,74 @@ static void test_buffer_size(void **state)
     assert_string_equal(out, "x");
 }
 
+static void expect_display(const char *raw, size_t outlen, const char *want)
+{
+    char out[ARCHIVE_PATH_DISPLAY_MAX];
+    memset(out, 'Z', sizeof out);
+    archive_path_display(raw, out, outlen);
+    assert_string_equal(out, want);
+    assert_true(strlen(out) < outlen);
+}
+
+/* Names shown in messages, warnings and JSON: any bytes in, printable UTF-8 out. */
+static void test_display(void **state)
+{
+    (void)state;
+    expect_display("app/default/inputs.conf", 64, "app/default/inputs.conf");
+    expect_display("caf\xc3\xa9.conf", 64, "caf\xc3\xa9.conf");
+    expect_display("caf\xe9.conf", 64, "caf\\xe9.conf"); /* Latin-1, not UTF-8 */
+    expect_display("../\xff\xfe.conf", 64, "../\\xff\\xfe.conf");
+    expect_display("a\nb\tc\x1b[31m\x7f", 64, "a\\x0ab\\x09c\\x1b[31m\\x7f");
+    expect_display("\xc3", 64, "\\xc3");                   /* truncated sequence */
+    expect_display("\xed\xa0\x80", 64, "\\xed\\xa0\\x80"); /* a surrogate */
+    expect_display("\xc0\xaf", 64, "\\xc0\\xaf");          /* overlong "/" */
+    expect_display(NULL, 64, "(no name)");
+    expect_display("", 64, "");
+    /* Exactly fitting: no ellipsis; one byte more: cut, with "...". */
+    expect_display("0123456789abcde", 16, "0123456789abcde");
+    expect_display("0123456789abcdef", 16, "0123456789ab...");
+    /* Never cut inside a character or an escape. */
+    expect_display("0123456789a\xc3\xa9\xc3\xa9x", 16, "0123456789a...");
+    expect_display("0123456789a\xff\xff", 16, "0123456789a...");
+    /* A long name fills the buffer and no more. */
+    char longname[5000];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    char out[ARCHIVE_PATH_DISPLAY_MAX];
+    archive_path_display(longname, out, sizeof out);
+    assert_int_equal(strlen(out), ARCHIVE_PATH_DISPLAY_MAX - 1);
+    assert_string_equal(out + ARCHIVE_PATH_DISPLAY_MAX - 4, "...");
+}
+
+static void expect_bare(const char *upload, const char *want, bool want_renamed)
+{
+    bool renamed = !want_renamed;
+    char *name = archive_path_bare_conf_name(upload, &renamed);
+    assert_string_equal(name, want);
+    assert_int_equal(renamed, want_renamed);
+    free(name);
+}
+
+static void test_bare_conf_name(void **state)
+{
+    (void)state;
+    expect_bare("inputs.conf", "inputs.conf", false);
+    expect_bare("runs/42/props.conf", "props.conf", false);
+    expect_bare("etc.tar.gz", "etc.tar.gz.conf", true);
+    expect_bare("conf", "conf.conf", true);
+    expect_bare(".conf", ".conf.conf", true);
+    expect_bare(NULL, "upload.conf", false);
+    expect_bare("dir/..", "upload.conf", false);
+    expect_bare("runs/1/", "upload.conf", false);
+    expect_bare("bad\nname.conf", "upload.conf", false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalises),
-        cmocka_unit_test(test_refuses_unsafe),
-        cmocka_unit_test(test_buffer_size),
+        cmocka_unit_test(test_normalises),     cmocka_unit_test(test_refuses_unsafe),
+        cmocka_unit_test(test_buffer_size),    cmocka_unit_test(test_display),
+        cmocka_unit_test(test_bare_conf_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

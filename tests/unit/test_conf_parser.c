@@ -242,6 +242,112 @@ static void test_continuation(void **state)
     conf_file_free(&f);
 }
 
+/* Splunk strips trailing spaces and tabs before it looks for the backslash. */
+static void test_continuation_trailing_blanks(void **state)
+{
+    (void)state;
+    struct conf_file f = parse_ok("[s]\n"
+                                  "spaces = one \\   \n"
+                                  "two\\\t\t\n"
+                                  "three \\ \t \r\n"
+                                  "four\n"
+                                  "after = 1 \t\n");
+    assert_int_equal(f.nstanzas, 1);
+    assert_int_equal(f.stanzas[0].nsettings, 2);
+    assert_setting(&f.stanzas[0], 0, "spaces", "one \ntwo\nthree \nfour");
+    assert_setting(&f.stanzas[0], 1, "after", "1");
+    conf_file_free(&f);
+
+    /* Backslash then CRLF, and blanks before a CRLF. */
+    f = parse_ok("k = a\\\r\nb\\  \r\nc\r\n");
+    assert_setting(&f.stanzas[0], 0, "k", "a\nb\nc");
+    conf_file_free(&f);
+
+    /* A file whose last line is "\" plus blanks ends the value there. */
+    f = parse_ok("k = a\\ \t");
+    assert_setting(&f.stanzas[0], 0, "k", "a\n");
+    conf_file_free(&f);
+
+    /* There is no escape rule: of two backslashes at the end the last one continues
+     * the line and the one before it is value text. */
+    f = parse_ok("k = C:\\dir\\\\ \nnext\n");
+    assert_setting(&f.stanzas[0], 0, "k", "C:\\dir\\\nnext");
+    conf_file_free(&f);
+
+    /* Other trailing white space (form feed, vertical tab) is not stripped first. */
+    f = parse_ok("k = a\\\f\nb = 2\n");
+    assert_setting(&f.stanzas[0], 0, "k", "a\\");
+    assert_setting(&f.stanzas[0], 1, "b", "2");
+    conf_file_free(&f);
+}
+
+static int parse_limited(const char *text, size_t max_stanzas, size_t max_settings,
+                         struct conf_file *f, struct cw_error *err)
+{
+    struct conf_parser p;
+    conf_parser_init(&p, 0);
+    conf_parser_set_limits(&p, max_stanzas, max_settings);
+    int rc = conf_parser_feed(&p, text, strlen(text), err);
+    if (rc == 0)
+        rc = conf_parser_finish(&p, f, err);
+    conf_parser_free(&p);
+    return rc;
+}
+
+/* Every stanza and setting stays in memory until the run commits: both are bounded. */
+static void test_stanza_and_setting_limits(void **state)
+{
+    (void)state;
+    struct conf_file f = {0};
+    struct cw_error err;
+
+    assert_int_equal(parse_limited("[a]\n[b]\n[c]\n", 3, 0, &f, &err), 0);
+    assert_int_equal(f.nstanzas, 3);
+    conf_file_free(&f);
+    assert_int_equal(parse_limited("[a]\n[b]\n[c]\n[d]\n", 3, 0, &f, &err), -1);
+    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+    assert_string_equal(err.message, "line 4: more than 3 stanzas in one file");
+    assert_int_equal(f.nstanzas, 0);
+
+    /* The implicit "default" stanza counts too. */
+    assert_int_equal(parse_limited("k = v\n[a]\n", 1, 0, &f, &err), -1);
+    assert_string_equal(err.message, "line 2: more than 1 stanzas in one file");
+
+    /* Settings count over the whole file; a repeated key replaces, it does not count. */
+    assert_int_equal(parse_limited("[a]\nx=1\nx=2\n[b]\ny=1\n", 0, 2, &f, &err), 0);
+    assert_int_equal(f.nstanzas, 2);
+    conf_file_free(&f);
+    assert_int_equal(parse_limited("[a]\nx=1\n[b]\ny=1\nz=1\n", 0, 2, &f, &err), -1);
+    assert_string_equal(err.message, "line 5: more than 2 settings in one file");
+
+    /* A continued value that ends the file is still counted. */
+    assert_int_equal(parse_limited("[a]\nx=1\ny=a\\\nb\\", 0, 1, &f, &err), -1);
+    assert_string_equal(err.message, "line 4: more than 1 settings in one file");
+
+    /* The defaults are generous but finite. */
+    struct conf_parser p;
+    conf_parser_init(&p, 0);
+    assert_int_equal(p.max_stanzas, CONF_PARSER_DEFAULT_MAX_STANZAS);
+    assert_int_equal(p.max_settings, CONF_PARSER_DEFAULT_MAX_SETTINGS);
+    conf_parser_free(&p);
+}
+
+/* 2 x the default stanza limit of tiny stanzas fails fast, with the line it stopped at. */
+static void test_many_tiny_stanzas(void **state)
+{
+    (void)state;
+    size_t n = 2 * CONF_PARSER_DEFAULT_MAX_STANZAS;
+    char *text = cw_xmalloc(n * 4 + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy(text + i * 4, "[s]\n", 4);
+    text[n * 4] = '\0';
+    char want[96];
+    snprintf(want, sizeof want, "line %d: more than %d stanzas in one file",
+             CONF_PARSER_DEFAULT_MAX_STANZAS + 1, CONF_PARSER_DEFAULT_MAX_STANZAS);
+    parse_fails(text, n * 4, 0, want);
+    free(text);
+}
+
 static void test_hash_in_values_and_comments(void **state)
 {
     (void)state;
@@ -625,6 +731,9 @@ int main(void)
         cmocka_unit_test(test_default_only_when_needed),
         cmocka_unit_test(test_crlf_and_bom),
         cmocka_unit_test(test_continuation),
+        cmocka_unit_test(test_continuation_trailing_blanks),
+        cmocka_unit_test(test_stanza_and_setting_limits),
+        cmocka_unit_test(test_many_tiny_stanzas),
         cmocka_unit_test(test_hash_in_values_and_comments),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_lines_without_equals),

@@ -24,8 +24,16 @@ void conf_parser_init(struct conf_parser *p, size_t max_line_bytes)
 {
     memset(p, 0, sizeof *p);
     p->max_line = max_line_bytes ? max_line_bytes : CONF_PARSER_DEFAULT_MAX_LINE;
+    p->max_stanzas = CONF_PARSER_DEFAULT_MAX_STANZAS;
+    p->max_settings = CONF_PARSER_DEFAULT_MAX_SETTINGS;
     strbuf_init(&p->line);
     strbuf_init(&p->value);
+}
+
+void conf_parser_set_limits(struct conf_parser *p, size_t max_stanzas, size_t max_settings)
+{
+    p->max_stanzas = max_stanzas ? max_stanzas : CONF_PARSER_DEFAULT_MAX_STANZAS;
+    p->max_settings = max_settings ? max_settings : CONF_PARSER_DEFAULT_MAX_SETTINGS;
 }
 
 /* ---- small text helpers -------------------------------------------------------- */
@@ -34,6 +42,20 @@ void conf_parser_init(struct conf_parser *p, size_t max_line_bytes)
 static int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/* True when s[0..*n) continues on the next line: it ends in a backslash once trailing
+ * spaces and tabs are stripped (Splunk strips them first; its own default files end
+ * lines in "\\ "). *n is then cut to the text before that backslash. */
+static bool ends_in_continuation(const char *s, size_t *n)
+{
+    size_t len = *n;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (!len || s[len - 1] != '\\')
+        return false;
+    *n = len - 1;
+    return true;
 }
 
 static void trim(const char **s, size_t *n)
@@ -110,9 +132,15 @@ static size_t index_find(const struct conf_key_index *ix, const struct conf_stan
 
 /* ---- building the result ---------------------------------------------------------- */
 
-static void start_stanza(struct conf_parser *p, const char *name, size_t n)
+/* Returns false (and marks the line as failing) when the file already has all the
+ * stanzas it may have. */
+static bool start_stanza(struct conf_parser *p, const char *name, size_t n)
 {
     struct conf_file *f = &p->file;
+    if (f->nstanzas >= p->max_stanzas) {
+        p->over_limit = "stanzas";
+        return false;
+    }
     if (f->nstanzas == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 8;
         f->stanzas = cw_xrealloc(f->stanzas, f->cap * sizeof *f->stanzas);
@@ -123,6 +151,7 @@ static void start_stanza(struct conf_parser *p, const char *name, size_t n)
     st->order_in_file = (int)f->nstanzas;
     f->nstanzas++;
     index_reset(&p->keys);
+    return true;
 }
 
 /* Duplicate keys keep their first position and take the last value (Splunk's
@@ -130,8 +159,8 @@ static void start_stanza(struct conf_parser *p, const char *name, size_t n)
 static void set_setting(struct conf_parser *p, const char *key, size_t klen, const char *val,
                         size_t vlen)
 {
-    if (p->file.nstanzas == 0) /* settings before any header */
-        start_stanza(p, "default", 7);
+    if (p->file.nstanzas == 0 && !start_stanza(p, "default", 7)) /* before any header */
+        return;
     struct conf_stanza *st = &p->file.stanzas[p->file.nstanzas - 1];
     size_t at = index_find(&p->keys, st, key, klen);
     if (at != SIZE_MAX) {
@@ -139,6 +168,11 @@ static void set_setting(struct conf_parser *p, const char *key, size_t klen, con
         st->settings[at].value = cw_xstrndup(val, vlen);
         return;
     }
+    if (p->nsettings >= p->max_settings) {
+        p->over_limit = "settings";
+        return;
+    }
+    p->nsettings++;
     if (st->nsettings == st->cap) {
         st->cap = st->cap ? st->cap * 2 : 8;
         st->settings = cw_xrealloc(st->settings, st->cap * sizeof *st->settings);
@@ -165,7 +199,7 @@ static void handle_header(struct conf_parser *p, const char *s, size_t n)
     const char *name = s + 1;
     size_t len = (size_t)(close - name);
     trim(&name, &len);
-    start_stanza(p, name, len);
+    (void)start_stanza(p, name, len); /* over the limit: process_line reports it */
 }
 
 static void handle_setting(struct conf_parser *p, const char *s, size_t n)
@@ -184,9 +218,8 @@ static void handle_setting(struct conf_parser *p, const char *s, size_t n)
     }
     const char *val = eq + 1;
     size_t vlen = n - (size_t)(val - s);
-    if (vlen && val[vlen - 1] == '\\') {
+    if (ends_in_continuation(val, &vlen)) {
         /* Continued: keep everything up to the backslash, then the line break. */
-        vlen--;
         while (vlen && is_blank(*val)) {
             val++;
             vlen--;
@@ -220,8 +253,8 @@ static void handle_line(struct conf_parser *p, const char *s, size_t n)
 /* A continued physical line is value text, whatever it starts with. */
 static void handle_continued(struct conf_parser *p, const char *s, size_t n)
 {
-    if (n && s[n - 1] == '\\') {
-        strbuf_append(&p->value, s, n - 1);
+    if (ends_in_continuation(s, &n)) {
+        strbuf_append(&p->value, s, n);
         strbuf_append_char(&p->value, '\n');
         return;
     }
@@ -252,6 +285,15 @@ static int fail_too_long(struct conf_parser *p, size_t lineno, struct cw_error *
                 p->logical_start, p->max_line);
     else
         CW_FAIL(err, CW_ERR_PERMANENT, "line %zu: line longer than %zu bytes", lineno, p->max_line);
+    return -1;
+}
+
+static int fail_over_limit(struct conf_parser *p, struct cw_error *err)
+{
+    bool stanzas = strcmp(p->over_limit, "stanzas") == 0;
+    p->failed = true;
+    CW_FAIL(err, CW_ERR_PERMANENT, "line %zu: more than %zu %s in one file", p->lineno,
+            stanzas ? p->max_stanzas : p->max_settings, p->over_limit);
     return -1;
 }
 
@@ -289,7 +331,7 @@ static int process_line(struct conf_parser *p, struct cw_error *err)
             p->logical_len = n;
     }
     strbuf_reset(&p->line);
-    return 0;
+    return p->over_limit ? fail_over_limit(p, err) : 0;
 }
 
 /* ---- public entry points ------------------------------------------------------------ */
@@ -331,6 +373,8 @@ int conf_parser_finish(struct conf_parser *p, struct conf_file *out, struct cw_e
         return -1;
     if (p->in_continuation) /* a file ending in "\": the value ends there */
         finish_continuation(p);
+    if (p->over_limit)
+        return fail_over_limit(p, err);
     *out = p->file;
     memset(&p->file, 0, sizeof p->file);
     return 0;

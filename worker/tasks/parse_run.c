@@ -19,6 +19,9 @@
 
 #define MAX_DETAILS     100 /* parse errors / warnings described in metrics, the rest counted */
 #define RUN_LOCK_WAIT_S 30
+/* Every row of a run is held in memory until its one transaction: 100000 stanzas per file
+ * (the parser's limit) times 10000 entries would not fit. */
+#define MAX_RUN_STANZAS 1000000
 
 /* Everything one execution of parse_run accumulates; owned by parse_run_task. */
 struct parse_state {
@@ -161,6 +164,12 @@ static int entry_end(void *ctx, struct cw_error *err)
         return 0;
     }
     conf_parser_free(&st->parser);
+    if (st->rows.nstanzas + file.nstanzas > MAX_RUN_STANZAS) {
+        conf_file_free(&file);
+        CW_FAIL(err, CW_ERR_PERMANENT, "Archive limit exceeded: more than %d stanzas in the run",
+                MAX_RUN_STANZAS);
+        return -1;
+    }
     run_rows_add_file(&st->rows, st->file_id, st->entry_path, &file);
     st->warnings += (int)file.warnings;
     st->files_parsed++;

@@ -19,11 +19,17 @@ struct mq_conn {
     char where[300];               /* host:port/vhost for messages: never the password */
     bool confirms;                 /* confirm mode enabled on the channel */
     uint64_t next_publish_seq;     /* delivery tag the broker will confirm next */
+    bool blocked;                  /* the broker sent connection.blocked (a resource alarm) */
+    char blocked_reason[128];
 };
 
-#define MQ_CHANNEL 1
+#define MQ_CHANNEL       1
+#define MQ_RPC_TIMEOUT_S 5
 
-/* Opens url (amqp:// or amqps://). heartbeat_s 0 disables heartbeats. Errors are transient. */
+/* Opens url (amqp:// or amqps://). heartbeat_s 0 disables heartbeats. Errors are transient.
+ * Advertises the client capabilities py-amqp does (connection.blocked,
+ * consumer_cancel_notify, authentication_failure_close, publisher_confirms). Connecting,
+ * the handshake and every synchronous call give up after MQ_RPC_TIMEOUT_S. */
 CW_MUST_CHECK int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s,
                                struct cw_error *err);
 void mq_conn_close(struct mq_conn *c);
@@ -75,6 +81,10 @@ CW_MUST_CHECK int mq_conn_next_delivery(struct mq_conn *c, int timeout_ms, amqp_
                                         struct cw_error *err);
 /* True when rabbitmq-c holds data that poll() on the socket would not report. */
 bool mq_conn_has_buffered(const struct mq_conn *c);
+/* Reads whatever frames have arrived without waiting (sending our heartbeat when due):
+ * notes connection.blocked/unblocked; a close from the broker, a missed heartbeat or a
+ * dead socket is an error. For a connection nobody reads otherwise (the publisher). */
+CW_MUST_CHECK int mq_conn_pump(struct mq_conn *c, struct cw_error *err);
 int mq_conn_fd(const struct mq_conn *c);
 
 CW_MUST_CHECK int mq_conn_ack(struct mq_conn *c, uint64_t tag, struct cw_error *err);

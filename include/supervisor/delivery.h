@@ -1,19 +1,18 @@
 /* The life of one delivery: a message the broker gave the supervisor, from its arrival to
  * the moment it is settled with the broker (or given up with its connection).
  *
- *                    +------------------------------------------------------------+
- *                    |                 (connection lost: from any live state)     |
- *                    v                                                            |
- *   RECEIVED --> HELD --> PENDING --> DISPATCHED --> RUNNING --> ACKED             |
- *      |  \        |     ^   |  ^        |   |          |  \---> RETRIED           |
- *      |   \-------|-----/   |  |        |   |          |  \---> REQUEUED          |
- *      |           |         |  +--------+   |          |  \---> DEAD_LETTERED     |
- *      |           |         |  (executor    |          +--> PENDING (forced error:|
- *      |           |         |   unreachable)|               hard limit / revoke)  |
- *      +-----------+---------+---------------+--> REVOKED, REQUEUED (drain),       |
- *                                                 DEAD_LETTERED (undecodable,      |
- *                                                 unknown task, refused)           |
- *                                                                 ORPHANED <-------+
+ *   RECEIVED --> HELD --> PENDING --> DISPATCHED --> RUNNING --> ACKED | RETRIED
+ *                           ^  ^          |             |
+ *                           |  +----------+             +--> PENDING (forced outcome)
+ *                           |  executor unreachable
+ *
+ *   from        may go to (besides ORPHANED, which every live state may go to)
+ *   RECEIVED    HELD, PENDING, DEAD_LETTERED, REVOKED, REQUEUED
+ *   HELD        PENDING, REVOKED, REQUEUED
+ *   PENDING     DISPATCHED, DEAD_LETTERED, REVOKED, REQUEUED
+ *   DISPATCHED  RUNNING, PENDING, DEAD_LETTERED, REQUEUED
+ *   RUNNING     ACKED, RETRIED, REQUEUED, DEAD_LETTERED, PENDING
+ *   ACKED, REQUEUED, RETRIED, DEAD_LETTERED, REVOKED, ORPHANED: nowhere (settled)
  *
  * - RECEIVED: decoded (or not) but not yet queued; it leaves at once.
  * - HELD: waiting for a future eta; PENDING: runnable, waiting for an idle executor.

@@ -13,22 +13,15 @@
 
 #define N DLV_NSTATES
 
-/* Read off the diagram in supervisor/delivery.h, arrow by arrow:
- *   RECEIVED -> HELD, PENDING (the \----/ arrow)
- *   HELD -> PENDING;  PENDING -> DISPATCHED;  DISPATCHED -> RUNNING, PENDING (executor
- *   unreachable);  RUNNING -> ACKED, RETRIED, REQUEUED, DEAD_LETTERED, PENDING (forced)
- *   RECEIVED, HELD, PENDING, DISPATCHED -> REVOKED, REQUEUED (drain), DEAD_LETTERED
- *   every live state -> ORPHANED (connection lost); the settled ends and ORPHANED: nowhere.
- * Two cells are set apart below (HEADER_ONLY): the diagram's bottom line draws them, the
- * implementation refuses them and the supervisor never makes them. */
-#define Y           1
-#define HEADER_ONLY 0 /* drawn in the header, refused by delivery.c: see the report */
+/* The table in supervisor/delivery.h, written out again by hand: a change to either that
+ * the other does not share fails here. */
+#define Y 1
 static const int expected[N][N] = {
     /*                  RCV HLD PND DSP RUN ACK RQU RTR DLT RVK ORP */
     [DLV_RECEIVED] = {0, Y, Y, 0, 0, 0, Y, 0, Y, Y, Y},
-    [DLV_HELD] = {0, 0, Y, 0, 0, 0, Y, 0, HEADER_ONLY, Y, Y},
+    [DLV_HELD] = {0, 0, Y, 0, 0, 0, Y, 0, 0, Y, Y},
     [DLV_PENDING] = {0, 0, 0, Y, 0, 0, Y, 0, Y, Y, Y},
-    [DLV_DISPATCHED] = {0, 0, Y, 0, Y, 0, Y, 0, Y, HEADER_ONLY, Y},
+    [DLV_DISPATCHED] = {0, 0, Y, 0, Y, 0, Y, 0, Y, 0, Y},
     [DLV_RUNNING] = {0, 0, Y, 0, 0, Y, Y, Y, Y, 0, Y},
     [DLV_ACKED] = {0},
     [DLV_REQUEUED] = {0},

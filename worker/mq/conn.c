@@ -10,8 +10,9 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define CONFIRM_TIMEOUT_MS 30000
-#define RPC_TIMEOUT_S      10
+/* A confirm that takes longer means a connection that stopped working (or a broker that
+ * blocks us, which the caller learns from connection.blocked): give up, do not stall. */
+#define CONFIRM_TIMEOUT_MS 5000
 
 static int fail_reply(struct cw_error *err, const struct mq_conn *c, amqp_rpc_reply_t r,
                       const char *what)
@@ -65,18 +66,35 @@ static int open_socket(struct mq_conn *c, const struct amqp_connection_info *inf
         CW_FAIL(err, CW_ERR_TRANSIENT, "cannot create a socket for %s", c->where);
         return -1;
     }
-    struct timeval timeout = {10, 0};
+    struct timeval timeout = {MQ_RPC_TIMEOUT_S, 0};
     int status = amqp_socket_open_noblock(sock, info->host, info->port, &timeout);
     if (status != AMQP_STATUS_OK)
         return fail_status(err, c, status, "connect");
     return 0;
 }
 
+static amqp_table_entry_t capability(const char *name)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes(name)};
+    e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    e.value.value.boolean = 1;
+    return e;
+}
+
 static int login(struct mq_conn *c, const struct amqp_connection_info *info, int heartbeat_s,
                  struct cw_error *err)
 {
-    amqp_rpc_reply_t r = amqp_login(c->state, info->vhost, 0, 131072, heartbeat_s,
-                                    AMQP_SASL_METHOD_PLAIN, info->user, info->password);
+    amqp_table_entry_t caps[] = {
+        capability("publisher_confirms"), capability("consumer_cancel_notify"),
+        capability("connection.blocked"), capability("authentication_failure_close")};
+    amqp_table_entry_t props[1] = {{.key = amqp_cstring_bytes("capabilities")}};
+    props[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    props[0].value.value.table.num_entries = (int)(sizeof caps / sizeof caps[0]);
+    props[0].value.value.table.entries = caps;
+    amqp_table_t client_properties = {1, props};
+    amqp_rpc_reply_t r = amqp_login_with_properties(c->state, info->vhost, 0, 131072, heartbeat_s,
+                                                    &client_properties, AMQP_SASL_METHOD_PLAIN,
+                                                    info->user, info->password);
     if (fail_reply(err, c, r, "login") != 0)
         return -1;
     amqp_channel_open(c->state, MQ_CHANNEL);
@@ -114,8 +132,9 @@ int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_
     c->state = amqp_new_connection();
     /* Every synchronous call (declare, qos, consume, close) gives up after this instead of
      * waiting forever on a broker that stopped answering. */
-    struct timeval rpc_timeout = {RPC_TIMEOUT_S, 0};
+    struct timeval rpc_timeout = {MQ_RPC_TIMEOUT_S, 0};
     amqp_set_rpc_timeout(c->state, &rpc_timeout);
+    amqp_set_handshake_timeout(c->state, &rpc_timeout);
     int rc = open_socket(c, &info, err) == 0 && login(c, &info, heartbeat_s, err) == 0 ? 0 : -1;
     free(copy);
     if (rc != 0) {
@@ -308,7 +327,27 @@ int mq_conn_enable_confirms(struct mq_conn *c, struct cw_error *err)
 
 /* A frame that is not a delivery arrived on the consumer connection. Heartbeats are
  * handled inside rabbitmq-c; a close from the broker ends the connection. */
-static int handle_other_frame(struct mq_conn *c, struct cw_error *err)
+/* connection.blocked / unblocked: true when the method was one of them. */
+static bool note_blocking(struct mq_conn *c, amqp_method_t m)
+{
+    if (m.id == AMQP_CONNECTION_BLOCKED_METHOD) {
+        const amqp_connection_blocked_t *b = m.decoded;
+        c->blocked = true;
+        snprintf(c->blocked_reason, sizeof c->blocked_reason, "%.*s", (int)b->reason.len,
+                 (const char *)b->reason.bytes);
+        return true;
+    }
+    if (m.id == AMQP_CONNECTION_UNBLOCKED_METHOD) {
+        c->blocked = false;
+        c->blocked_reason[0] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* One frame if one has arrived: 1 read (or nothing to do with it), 0 none, -1 the
+ * connection failed or the broker closed it. */
+static int read_frame(struct mq_conn *c, const char *what, struct cw_error *err)
 {
     amqp_frame_t frame;
     struct timeval zero = {0, 0};
@@ -317,21 +356,26 @@ static int handle_other_frame(struct mq_conn *c, struct cw_error *err)
         return 0;
     if (status != AMQP_STATUS_OK)
         return fail_status(err, c, status, "reading a frame");
-    if (frame.frame_type != AMQP_FRAME_METHOD)
-        return 0;
+    if (frame.frame_type != AMQP_FRAME_METHOD || note_blocking(c, frame.payload.method))
+        return 1;
     switch (frame.payload.method.id) {
     case AMQP_CHANNEL_CLOSE_METHOD:
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, frame.payload.method, 0};
-        return fail_reply(err, c, r, "consuming");
+        return fail_reply(err, c, r, what);
     }
     case AMQP_BASIC_CANCEL_METHOD:
         CW_FAIL(err, CW_ERR_TRANSIENT, "the broker cancelled our consumer on %s (queue deleted?)",
                 c->where);
         return -1;
     default:
-        return 0; /* basic.ack of a confirm, basic.return, ...: nothing to do here */
+        return 1; /* basic.ack of a confirm, basic.return, ...: nothing to do here */
     }
+}
+
+static int handle_other_frame(struct mq_conn *c, struct cw_error *err)
+{
+    return read_frame(c, "consuming", err) < 0 ? -1 : 0;
 }
 
 int mq_conn_next_delivery(struct mq_conn *c, int timeout_ms, amqp_envelope_t *env,
@@ -349,6 +393,16 @@ int mq_conn_next_delivery(struct mq_conn *c, int timeout_ms, amqp_envelope_t *en
             return handle_other_frame(c, err);
     }
     return fail_reply(err, c, r, "consuming");
+}
+
+int mq_conn_pump(struct mq_conn *c, struct cw_error *err)
+{
+    for (int i = 0; i < 64; i++) {
+        int rc = read_frame(c, "idle", err);
+        if (rc <= 0)
+            return rc;
+    }
+    return 0;
 }
 
 bool mq_conn_has_buffered(const struct mq_conn *c)
@@ -384,6 +438,8 @@ static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
         if (frame.frame_type != AMQP_FRAME_METHOD)
             continue;
         amqp_method_t m = frame.payload.method;
+        if (note_blocking(c, m))
+            continue;
         if (m.id == AMQP_BASIC_ACK_METHOD) {
             const amqp_basic_ack_t *ack = m.decoded;
             if (ack->delivery_tag >= seq) /* one publish in flight at a time */

@@ -10,7 +10,7 @@ tests/env/services.sh (PgBouncer test/conftest.py and Redis tests/support style)
   (message/consumer counts, basic_get of dead-lettered messages with their headers) and
   rabbitmqctl (ready + unacked counts).
 
-Environment: CWORKER_BIN (required), SHARED (the shared dir with testdata/).
+Environment: CWORKER_BIN (required). Test data: tests/testdata/ in the repository.
 """
 
 import os
@@ -37,11 +37,8 @@ SANITIZER_RE = re.compile(r"ERROR: \w*Sanitizer|runtime error:|Sanitizer: detect
 FINAL = ("COMPLETE", "FAILED")
 
 
-def shared_dir():
-    return Path(os.environ.get("SHARED") or (REPO.parent / "shared"))
-
-
-PALOALTO = shared_dir() / "testdata" / "splunk_ta_paloalto"
+TESTDATA = REPO / "tests" / "testdata"
+PALOALTO = TESTDATA / "splunk_ta_paloalto"
 
 
 def _services_env():

@@ -1,4 +1,4 @@
-"""Failure handling (DESIGN 1.3, 1.5, 1.8), by fault injection against the real binary:
+"""Failure handling (CONTRACT 1.3, 1.5, 1.8), by fault injection against the real binary:
 transient errors and their retry messages, permanent errors, soft and hard time limits,
 heartbeats, stuck-run recovery, executors and whole workers killed mid-run, crash loops,
 duplicate deliveries, eta/expires, and graceful/forced shutdown.
@@ -605,7 +605,7 @@ def test_same_message_delivered_twice_at_once_executes_once(env, workers, celery
 def test_late_commit_of_a_duplicate_click_is_undone(env, workers, celery):
     """Two clicks race (both saw STORED): the application publishes task 1 and task 2,
     then commits PARSING for each. The worker finishes the run with task 1 and settles
-    task 2 as a duplicate before the commits land. DESIGN 1.5: the run must not be left
+    task 2 as a duplicate before the commits land. CONTRACT 1.5: the run must not be left
     PARSING by the late commit - whichever task id it names - and is not re-parsed."""
     w = workers.start()
     run_id = create_run(env, INPUTS, "SINGLE_CONF")

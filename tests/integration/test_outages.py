@@ -1,4 +1,4 @@
-"""Infrastructure outages are not task failures (DESIGN 1.8, Part 2 "Outages"): RabbitMQ or
+"""Infrastructure outages are not task failures (CONTRACT 1.8, Part 2 "Outages"): RabbitMQ or
 PostgreSQL goes away in the middle of a batch of runs; when it is back, every run ends
 COMPLETE exactly once, none is lost, and no retry was spent on it (retry_count 0).
 

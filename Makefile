@@ -55,7 +55,8 @@ deps:
 	bash tests/env/install-deps.sh
 
 # The integration tests drive a sanitizer build of the worker: the harness fails a test on
-# any AddressSanitizer/UBSan/LeakSanitizer report in the worker's log.
+# any AddressSanitizer/UBSan/LeakSanitizer report in the worker's log and on any ERROR line
+# the test did not declare with @pytest.mark.expect_log_errors.
 integration:
 	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" build-asan/cworker
 	bash tests/env/services.sh start

@@ -2,7 +2,7 @@
 # starts private RabbitMQ/PostgreSQL and runs unit, sanitizer and integration tests.
 CC      ?= cc
 PKGS    := librabbitmq libpq json-c libarchive zlib openssl uuid libmicrohttpd
-SHARED  ?= $(abspath ../shared)
+TESTDATA := $(abspath tests/testdata)
 BUILD   ?= build
 PYTHON  := /usr/bin/python3
 
@@ -38,7 +38,7 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
-	@$(CC) $(CFLAGS) -DTESTDATA_DIR='"$(SHARED)/testdata"' -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+	@$(CC) $(CFLAGS) -DTESTDATA_DIR='"$(TESTDATA)"' -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -55,11 +55,12 @@ deps:
 	bash tests/env/install-deps.sh
 
 # The integration tests drive a sanitizer build of the worker: the harness fails a test on
-# any AddressSanitizer/UBSan/LeakSanitizer report in the worker's log.
+# any AddressSanitizer/UBSan/LeakSanitizer report in the worker's log and on any ERROR line
+# the test did not declare with @pytest.mark.expect_log_errors.
 integration:
 	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" build-asan/cworker
 	bash tests/env/services.sh start
-	CWORKER_BIN=$(abspath build-asan/cworker) SHARED=$(SHARED) \
+	CWORKER_BIN=$(abspath build-asan/cworker) \
 	  $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration
 
 test: deps
@@ -69,13 +70,13 @@ test: deps
 # and PostgreSQL while runs flow, then checks that no run is lost, duplicated or partial.
 chaos: all
 	bash tests/env/services.sh start
-	SHARED=$(SHARED) $(PYTHON) tests/py/chaos.py --runs 200 --seconds 75
+	$(PYTHON) tests/py/chaos.py --runs 200 --seconds 75
 
 # Throughput, memory and CPU of cworker against a Python Celery worker doing the same job
 # (tests/bench/py_worker.py), printed as ratios and written to .state/bench.json; never a
 # pass/fail on speed. BENCH_RUNS (200) and BENCH_REPEAT (2) size it.
 bench:
-	SHARED=$(SHARED) $(PYTHON) tests/bench/bench.py
+	$(PYTHON) tests/bench/bench.py
 
 services-start:
 	bash tests/env/services.sh start
@@ -85,7 +86,7 @@ services-stop:
 
 demo: deps
 	$(MAKE) all
-	SHARED=$(SHARED) bash tests/env/demo.sh
+	bash tests/env/demo.sh
 
 demo-stop:
 	bash tests/env/services.sh stop

@@ -1,4 +1,4 @@
--- The Python application's schema (DESIGN.md 1.4), as its Alembic migrations 001-006
+-- The Python application's schema (CONTRACT 1.4), as its Alembic migrations 001-006
 -- create it: same types, nullability, defaults, and the names PostgreSQL/SQLAlchemy
 -- give by default (<table>_pkey, <table>_<column>_fkey, <table>_id_seq).
 --

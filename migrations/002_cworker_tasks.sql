@@ -1,5 +1,5 @@
 -- The worker's own record of each task's outcome, and the trigger that uses it to
--- undo the application's late PARSING commit (DESIGN.md 1.5).
+-- undo the application's late PARSING commit (CONTRACT 1.5).
 --
 -- cworker_tasks is the worker's table: the application never reads or writes it.
 -- One row per Celery task id (a retry keeps the id, so it is the same row).

@@ -1,4 +1,4 @@
-/* Stuck-run recovery (DESIGN 1.8 "visibility timeout"), run inside an executor: PARSING runs
+/* Stuck-run recovery (CONTRACT 1.8 "visibility timeout"), run inside an executor: PARSING runs
  * whose heartbeat is older than VISIBILITY_TIMEOUT, whose owner is gone (their advisory lock
  * is free) and which are not waiting for a scheduled retry are either claimed for a retry
  * (returned so the supervisor can publish it) or failed when their retries are spent.

@@ -1,4 +1,4 @@
-/* Streaming parser for Splunk .conf files (DESIGN 1.6): bytes in, stanzas out. */
+/* Streaming parser for Splunk .conf files (CONTRACT 1.6): bytes in, stanzas out. */
 #ifndef CWORKER_CONF_PARSER_H
 #define CWORKER_CONF_PARSER_H
 

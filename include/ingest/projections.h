@@ -1,5 +1,5 @@
 /* Turns the parsed .conf files of one run into COPY text for the stanzas table and the
- * six typed projection tables (DESIGN 1.4, 1.7). Pure: no I/O. */
+ * six typed projection tables (CONTRACT 1.4, 1.7). Pure: no I/O. */
 #ifndef CWORKER_PROJECTIONS_H
 #define CWORKER_PROJECTIONS_H
 

@@ -1,4 +1,4 @@
-/* When a failed attempt is retried, and after how long (DESIGN 1.8). Pure. */
+/* When a failed attempt is retried, and after how long (CONTRACT 1.8). Pure. */
 #ifndef CWORKER_RETRY_POLICY_H
 #define CWORKER_RETRY_POLICY_H
 
@@ -20,7 +20,7 @@ struct retry_decision retry_policy_decide(enum cw_error_class cls, int retries, 
                                           const double *delays, int ndelays, double jitter_percent,
                                           double random01);
 
-/* The error_message the run shows, per DESIGN 1.8. */
+/* The error_message the run shows, per CONTRACT 1.8. */
 void retry_policy_message(enum cw_error_class cls, const struct retry_decision *d, int max_retries,
                           const char *msg, char *out, size_t len);
 

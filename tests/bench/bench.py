@@ -18,8 +18,8 @@ database (migrated with `cworker migrate`) and storage directory:
 Prints a table of medians and the ratios, and writes everything to .state/bench.json
 (the workers' logs go to .state/bench/).
 
-Environment: BENCH_RUNS (200), BENCH_REPEAT (2), BENCH_CONCURRENCY (2), SHARED
-(../shared). Exits 1 only when a contender did not finish or the stanza rows differ.
+Environment: BENCH_RUNS (200), BENCH_REPEAT (2), BENCH_CONCURRENCY (2). Test data:
+tests/testdata/. Exits 1 only when a contender did not finish or the stanza rows differ.
 """
 
 import json
@@ -422,8 +422,7 @@ def main():
     n_runs = int(os.environ.get("BENCH_RUNS", "200"))
     repeat = int(os.environ.get("BENCH_REPEAT", "2"))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", "2"))
-    shared = os.environ.get("SHARED", os.path.join(os.path.dirname(REPO), "shared"))
-    src = os.path.join(shared, "testdata", APP_DIR)
+    src = os.path.join(REPO, "tests", "testdata", APP_DIR)
 
     log("building cworker")
     subprocess.run(["make", "-C", REPO, "--no-print-directory", "all"], check=True,

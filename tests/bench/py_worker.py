@@ -1,5 +1,5 @@
 """The Python baseline for `make bench`: `app.worker.tasks.parse_run` as the Python
-application's own Celery 5 worker would run it (DESIGN 1.5-1.6), so that cworker is
+application's own Celery 5 worker would run it (CONTRACT 1.5-1.6), so that cworker is
 compared with an honest, reasonably efficient implementation rather than a strawman.
 
     cd tests/bench && PYTHONPATH=../py python3 -m celery -A py_worker worker -Q QUEUE \
@@ -84,7 +84,7 @@ def normalize(name):
 
 
 def provenance(path):
-    """(app, scope, layer) from the entry's path, the rules of DESIGN 1.6."""
+    """(app, scope, layer) from the entry's path, the rules of CONTRACT 1.6."""
     c = path.split("/")
     if len(c) < 3:
         return None, None, None

@@ -5,13 +5,12 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-SHARED=${SHARED:-$REPO/../shared}
 BIN=${CWORKER_BIN:-$REPO/build/cworker}
 PY=/usr/bin/python3
-APP_DIR=$SHARED/testdata/splunk_ta_paloalto
+APP_DIR=$REPO/tests/testdata/splunk_ta_paloalto
 TIMEOUT=${DEMO_TIMEOUT:-90}
 
-STATE=$REPO/.state
+STATE=${CWORKER_STATE_DIR:-$REPO/.state} # services.sh honours the same variable
 WORKER_PID=$STATE/demo-worker.pid
 WORKER_LOG=$STATE/demo-worker.log
 export STORAGE_BACKEND=local
@@ -24,7 +23,7 @@ say() { echo "demo: $*"; }
   exit 1
 }
 [ -d "$APP_DIR" ] || {
-  say "no test app at $APP_DIR (set SHARED)"
+  say "no test app at $APP_DIR (tests/testdata is part of the repository)"
   exit 1
 }
 

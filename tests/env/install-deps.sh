@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential pkg-config
-  librabbitmq-dev libpq-dev libjson-c-dev libarchive-dev libcmocka-dev libssl-dev uuid-dev
+  librabbitmq-dev libpq-dev libjson-c-dev libarchive-dev zlib1g-dev libcmocka-dev libssl-dev uuid-dev
   rabbitmq-server postgresql
   python3-celery python3-sqlalchemy python3-psycopg2 python3-pytest
   clang-format valgrind docker-compose libmicrohttpd-dev curl

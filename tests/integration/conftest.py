@@ -6,11 +6,17 @@ tests/env/services.sh (PgBouncer test/conftest.py and Redis tests/support style)
 - `worker` (module): `$CWORKER_BIN run` on a queue unique to the test module (leftovers
   of other modules or runs never interfere), stderr captured to a file, SIGTERM at
   teardown; fails when the worker died, did not exit 0, or printed a sanitizer report.
+- every worker the harness starts (`Worker`, `start_worker`, faults.WorkerPool) fails the
+  test during which it logged an ERROR line the test did not declare with
+  `@pytest.mark.expect_log_errors(r"regex", ...)` (test, class or module) or the worker
+  with `expect_errors=`: each test owns the log lines written between its start and its
+  end, so a module-scoped worker's lines go to the test that was running (tests/py/
+  log_errors.py has the line formats).
 - helpers: `db` (rows as dicts), `wait_for_final_status`, queue inspection through kombu
   (message/consumer counts, basic_get of dead-lettered messages with their headers) and
   rabbitmqctl (ready + unacked counts).
 
-Environment: CWORKER_BIN (required), SHARED (the shared dir with testdata/).
+Environment: CWORKER_BIN (required). Test data: tests/testdata/ in the repository.
 """
 
 import os
@@ -30,6 +36,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "py"))
 
+import log_errors  # noqa: E402
 import producer  # noqa: E402
 import splunk_conf_ref  # noqa: E402
 
@@ -37,11 +44,8 @@ SANITIZER_RE = re.compile(r"ERROR: \w*Sanitizer|runtime error:|Sanitizer: detect
 FINAL = ("COMPLETE", "FAILED")
 
 
-def shared_dir():
-    return Path(os.environ.get("SHARED") or (REPO.parent / "shared"))
-
-
-PALOALTO = shared_dir() / "testdata" / "splunk_ta_paloalto"
+TESTDATA = REPO / "tests" / "testdata"
+PALOALTO = TESTDATA / "splunk_ta_paloalto"
 
 
 def _services_env():
@@ -197,11 +201,17 @@ def env(tmp_path_factory):
     admin.close()
 
 
+# Every Worker whose log still has lines no test has been held responsible for.
+_UNCHECKED_WORKERS = []
+
+
 class Worker:
-    def __init__(self, env, queue, log_path, extra_env=None):
+    def __init__(self, env, queue, log_path, extra_env=None, expect_errors=()):
         self.env = env
         self.queue = queue
         self.log_path = log_path
+        self.expect_errors = log_errors.compile_all(expect_errors)
+        self.checked_bytes = 0
         wenv = dict(os.environ)
         wenv.update({
             "CELERY_BROKER_URL": env.broker_url,
@@ -218,6 +228,7 @@ class Worker:
         self.proc = subprocess.Popen([env.bin, "run"], env=wenv, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=str(REPO))
+        _UNCHECKED_WORKERS.append(self)
 
     def log(self):
         try:
@@ -249,6 +260,42 @@ class Worker:
         if m:
             pytest.fail("sanitizer report in worker log %s:\n%s" % (self.log_path, self.tail(80)))
 
+    def _log_size(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def settle_log(self, quiet=0.1, timeout=1.5):
+        """Until a running worker's log has not grown for `quiet` seconds: the lines a test
+        caused may land just after the test saw its outcome in the database."""
+        deadline = time.time() + timeout
+        size = self._log_size()
+        while self.alive() and time.time() < deadline:
+            time.sleep(quiet)
+            now = self._log_size()
+            if now == size:
+                return
+            size = now
+
+    def new_unexpected_errors(self, patterns):
+        """ERROR lines logged since the last call that neither `patterns` nor the worker's
+        own expect_errors match. A running worker's unfinished last line waits."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.checked_bytes)
+                data = f.read()
+        except OSError:
+            return []
+        if self.alive():
+            data = data[:data.rfind(b"\n") + 1]
+        self.checked_bytes += len(data)
+        return log_errors.unexpected_errors(data.decode(errors="replace"),
+                                            list(patterns) + self.expect_errors)
+
+    def fully_checked(self):
+        return not self.alive() and self.checked_bytes >= self._log_size()
+
     def wait_log(self, pattern, timeout=15.0):
         rx = re.compile(pattern)
         deadline = time.time() + timeout
@@ -272,10 +319,64 @@ class Worker:
         return self.proc.returncode
 
 
-def start_worker(env, queue, log_path, extra_env=None):
-    w = Worker(env, queue, log_path, extra_env)
+def start_worker(env, queue, log_path, extra_env=None, expect_errors=()):
+    w = Worker(env, queue, log_path, extra_env, expect_errors)
     w.wait_ready()
     return w
+
+
+# ----------------------------------------------------------------------------- ERROR lines
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "%s(*regexes): ERROR lines of the worker log this test causes (re.search "
+        "in the message or the line); any other ERROR line fails the test" % log_errors.MARKER)
+
+
+def expected_errors(node):
+    """The regexes of every expect_log_errors marker on node and its parents."""
+    return [p for m in node.iter_markers(log_errors.MARKER) for p in m.args]
+
+
+def check_error_lines(node, settle):
+    """Fail unless every ERROR line the harness's workers logged since the last check is
+    declared for `node`; the lines are checked once, by the test during which they came."""
+    patterns = expected_errors(node)
+    problems = []
+    for w in list(_UNCHECKED_WORKERS):
+        if settle:
+            w.settle_log()
+        lines = w.new_unexpected_errors(patterns)
+        if lines:
+            problems.append("%s:\n    %s" % (w.log_path, "\n    ".join(lines)))
+        if w.fully_checked():
+            _UNCHECKED_WORKERS.remove(w)
+    if problems:
+        pytest.fail("unexpected ERROR line(s) in the worker log (declare the ones %s causes "
+                    "with @pytest.mark.%s(r\"regex\")):\n  %s"
+                    % (node.name, log_errors.MARKER, "\n  ".join(problems)), pytrace=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_call(item):
+    """After the test body passed: its unexpected ERROR lines fail the test itself."""
+    check_error_lines(item, settle=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_error_lines(request):
+    """Lines that came after the body (late ones, those of the workers the test's own
+    fixtures stop) fail the test at teardown."""
+    yield
+    check_error_lines(request.node, settle=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_unexpected_error_lines_in_module(request):
+    """What module-scoped workers log while they stop (after the module's last test)."""
+    yield
+    check_error_lines(request.node, settle=False)
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,7 @@ def create_run(env, uploads, run_type="SINGLE_CONF"):
 
 
 def delay(env, parse_run, run_id, **options):
-    """parse_run.delay(run_id), then the application's commit of PARSING (DESIGN 1.5)."""
+    """parse_run.delay(run_id), then the application's commit of PARSING (CONTRACT 1.5)."""
     res = parse_run.apply_async(args=[run_id], **options)
     conn = env.producer_conn()
     try:
@@ -218,7 +218,7 @@ def run_row(env, run_id):
 
 
 def test_get_returns_the_result_of_a_good_run(env, eco_worker, client):
-    """AsyncResult.get() returns parse_run's result dict (DESIGN 1.5 step 7)."""
+    """AsyncResult.get() returns parse_run's result dict (CONTRACT 1.5 step 7)."""
     _, parse_run = client
     run_id = create_run(env, [CONF])
     res = delay(env, parse_run, run_id)
@@ -252,7 +252,7 @@ def test_get_raises_for_a_failed_run(env, eco_worker, client):
 
 def test_get_raises_not_registered_for_an_unknown_task(env, eco_worker, client, eq):
     """Celery's consumer answers an unknown task name with NotRegistered(name); the
-    message itself still goes to Q.dead (DESIGN 1.2)."""
+    message itself still goes to Q.dead (CONTRACT 1.2)."""
     from celery.exceptions import NotRegistered
 
     app, _ = client

@@ -1,4 +1,4 @@
-"""Failure handling (DESIGN 1.3, 1.5, 1.8), by fault injection against the real binary:
+"""Failure handling (CONTRACT 1.3, 1.5, 1.8), by fault injection against the real binary:
 transient errors and their retry messages, permanent errors, soft and hard time limits,
 heartbeats, stuck-run recovery, executors and whole workers killed mid-run, crash loops,
 duplicate deliveries, eta/expires, and graceful/forced shutdown.
@@ -29,6 +29,15 @@ PAL_TOP = "Splunk_TA_paloalto"
 INPUTS = ("inputs.conf", (PALOALTO / "default" / "inputs.conf").read_bytes())
 INPUTS_EXPECTED = {"inputs": 3}
 _PAL = {}
+
+# The ERROR lines the supervisor logs for the faults these tests inject
+# (worker/supervisor/executors.c); any other ERROR line fails the test.
+HARD_LIMIT_KILL = r"^task \S+ exceeded its hard time limit \(2 s\); killing executor \d+$"
+
+
+def executor_died(signo):
+    return (r"^executor \d+ died of signal %d \([^)]*\) running task \S+; it is requeued$"
+            % signo)
 
 
 def pal_upload():
@@ -288,6 +297,7 @@ def freeze_executor(env, worker, run_id):
     return pid
 
 
+@pytest.mark.expect_log_errors(HARD_LIMIT_KILL)
 def test_hard_time_limit_kills_and_replaces_the_executor(env, workers, celery):
     """TIME_LIMIT=2 and an executor that hangs (SIGSTOPped): the supervisor kills it, the
     run ends FAILED `Task exceeded time limit` (and is not redone), and a new executor
@@ -309,6 +319,7 @@ def test_hard_time_limit_kills_and_replaces_the_executor(env, workers, celery):
     assert_timed_out(env, run_id, w)  # still: not redone
 
 
+@pytest.mark.expect_log_errors(HARD_LIMIT_KILL)
 def test_hard_time_limit_from_message(env, workers, celery):
     """`timelimit` = [2, None] in the message (send_task(time_limit=2)) overrides the
     worker's TIME_LIMIT (default 3600 s); the executor hangs (SIGSTOP) as above."""
@@ -485,7 +496,11 @@ def test_run_with_a_live_owner_is_not_recovered(env, workers, celery):
 # ============================================================================ crashes
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV], ids=["SIGKILL", "SIGSEGV"])
+@pytest.mark.parametrize("sig", [
+    pytest.param(signal.SIGKILL, id="SIGKILL",
+                 marks=pytest.mark.expect_log_errors(executor_died(signal.SIGKILL))),
+    pytest.param(signal.SIGSEGV, id="SIGSEGV",
+                 marks=pytest.mark.expect_log_errors(executor_died(signal.SIGSEGV)))])
 def test_executor_killed_mid_run_is_redone_once(env, workers, celery, sig):
     # The SIGSEGV is injected from outside: under an AddressSanitizer build, ASan's own SEGV
     # handler would report it as a memory error. handle_segv=0 lets the signal kill the
@@ -533,6 +548,7 @@ def test_worker_killed_mid_run_then_restarted(env, workers, celery):
     faults.wait_queue_settled(env, workers.queue)
 
 
+@pytest.mark.expect_log_errors(executor_died(signal.SIGKILL))
 def test_task_that_kills_its_executor_every_time_ends_failed(env, workers, celery):
     """Simulated crash loop: every attempt's executor is SIGKILLed once it has claimed
     the run. The run must end FAILED after a bounded number of attempts (at most 8 here)
@@ -605,7 +621,7 @@ def test_same_message_delivered_twice_at_once_executes_once(env, workers, celery
 def test_late_commit_of_a_duplicate_click_is_undone(env, workers, celery):
     """Two clicks race (both saw STORED): the application publishes task 1 and task 2,
     then commits PARSING for each. The worker finishes the run with task 1 and settles
-    task 2 as a duplicate before the commits land. DESIGN 1.5: the run must not be left
+    task 2 as a duplicate before the commits land. CONTRACT 1.5: the run must not be left
     PARSING by the late commit - whichever task id it names - and is not re-parsed."""
     w = workers.start()
     run_id = create_run(env, INPUTS, "SINGLE_CONF")

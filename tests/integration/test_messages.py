@@ -131,7 +131,7 @@ def test_same_run_published_twice_gives_one_set_of_rows(env, worker, celery):
 
 
 def test_late_parsing_commit_is_undone(env, worker, celery):
-    """DESIGN 1.5: the application commits PARSING after publishing; a fast worker has
+    """CONTRACT 1.5: the application commits PARSING after publishing; a fast worker has
     finished by then. The run must not stay PARSING."""
     run_id = create(env)
     pconn = env.producer_conn()
@@ -185,7 +185,7 @@ def test_expired_message_is_not_run(env, worker, celery):
 
 
 def test_protocol_1_message_runs(env, worker):
-    """Protocol 1 (no `task` header): a JSON object body (DESIGN 1.1)."""
+    """Protocol 1 (no `task` header): a JSON object body (CONTRACT 1.1)."""
     import json
 
     run_id = create(env)

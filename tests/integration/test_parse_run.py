@@ -243,7 +243,7 @@ def test_metrics_is_json_object(env, worker, celery):
 
 
 def test_missing_blob_is_transient_and_waits_in_retry_queue(env, worker, celery):
-    """Storage may be catching up: a missing blob is retried after 60 s (DESIGN 1.8). We
+    """Storage may be catching up: a missing blob is retried after 60 s (CONTRACT 1.8). We
     only check the first step: the row says so and the retry waits in Q.retry.60s."""
     name, data = paloalto_upload("tar.gz")
     run_id, _, task_id = submit(env, celery, {"name": name, "data": data, "store": False},

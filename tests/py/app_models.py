@@ -1,4 +1,4 @@
-"""The Python application's SQLAlchemy 1.4 models (DESIGN.md 1.4), for tests.
+"""The Python application's SQLAlchemy 1.4 models (CONTRACT 1.4), for tests.
 
 This stands in for the application's own models and Alembic migrations 001-006:
 `metadata.create_all` on an empty database produces the schema Alembic would have

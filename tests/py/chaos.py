@@ -38,6 +38,7 @@ sys.path.insert(0, HERE)
 import producer  # noqa: E402
 
 SERVICES = os.path.join(REPO, "tests", "env", "services.sh")
+PALOALTO = os.path.join(REPO, "tests", "testdata", "splunk_ta_paloalto")
 
 
 def services_env():
@@ -114,10 +115,10 @@ def restart_rabbitmq(env):
     subprocess.run(ctl + ["start_app"], check=True, capture_output=True, timeout=120)
 
 
-def reference_count(shared):
-    """Stanzas per run, from the independent reference reader of DESIGN 1.6."""
+def reference_count():
+    """Stanzas per run, from the independent reference reader of CONTRACT 1.6."""
     import splunk_conf_ref
-    tree = splunk_conf_ref.parse_tree(os.path.join(shared, "testdata", "splunk_ta_paloalto"))
+    tree = splunk_conf_ref.parse_tree(PALOALTO)
     return sum(len(stanzas) for stanzas in tree.values())
 
 
@@ -203,7 +204,6 @@ def main():
     p.add_argument("--seed", type=int, default=None)
     args = p.parse_args()
     random.seed(args.seed)
-    shared = os.environ.get("SHARED", os.path.join(os.path.dirname(REPO), "shared"))
     env = services_env()
     url = fresh_database(env, f"chaos_{os.getpid()}")
     storage = tempfile.mkdtemp(prefix="cworker-chaos-")
@@ -214,10 +214,9 @@ def main():
                 VISIBILITY_TIMEOUT="6", CWORKER_DEBUG_ENTRY_DELAY_MS="100",
                 CWORKER_MIGRATIONS_DIR=os.path.join(REPO, "migrations"))
     subprocess.run([args.bin, "migrate"], env=wenv, check=True, capture_output=True)
-    good = producer.build_upload_bytes(os.path.join(shared, "testdata", "splunk_ta_paloalto"),
-                                       "tar.gz", "Splunk_TA_paloalto")
+    good = producer.build_upload_bytes(PALOALTO, "tar.gz", "Splunk_TA_paloalto")
     uploads = {"good": good, "corrupt": good[: len(good) // 2]}
-    expected = reference_count(shared)
+    expected = reference_count()
     kinds = ["corrupt" if i % 30 == 7 else "late" if i % 30 == 13 else "good"
              for i in range(args.runs)]
     workers = [Worker(args.bin, wenv, f"w{i}", storage) for i in range(2)]

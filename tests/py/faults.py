@@ -264,7 +264,8 @@ def log_count(worker, pattern):
 class WorkerPool:
     """Workers a test starts on its own queue with its own settings. At teardown every
     worker still running gets SIGTERM and must exit 0 (unless the test marked it
-    `expected_exit`), no log may hold a sanitizer report, and the test's queues go."""
+    `expected_exit`), no log may hold a sanitizer report, and the test's queues go. ERROR
+    lines the test did not declare fail it too (conftest.check_error_lines)."""
 
     def __init__(self, env, queue, tmp_path, worker_cls):
         self.env = env
@@ -275,16 +276,17 @@ class WorkerPool:
         self.delays = set(BASE_SETTINGS["RETRY_DELAYS"].split(","))
         self.extra_queues = []
 
-    def start(self, wait=True, queue=None, **settings):
+    def start(self, wait=True, queue=None, expect_errors=(), **settings):
         """Start `cworker run` on the test's queue (or `queue`, which the pool then also
-        deletes at the end) with BASE_SETTINGS updated by settings."""
+        deletes at the end) with BASE_SETTINGS updated by settings. expect_errors: regexes
+        of ERROR lines this worker may log (beyond the test's expect_log_errors marker)."""
         if queue and queue not in self.extra_queues:
             self.extra_queues.append(queue)
         s = dict(BASE_SETTINGS)
         s.update({k: str(v) for k, v in settings.items()})
         self.delays.update(d for d in s["RETRY_DELAYS"].split(",") if d.strip())
         log = self.tmp_path / ("worker%d.log" % len(self.workers))
-        w = self.worker_cls(self.env, queue or self.queue, log, s)
+        w = self.worker_cls(self.env, queue or self.queue, log, s, expect_errors)
         w.settings = s
         w.expected_exit = False
         self.workers.append(w)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Producer side of cworker's contract, done exactly as the Python application does it.
 
-DESIGN 1.5: the application (POST /v1/runs, POST /v1/runs/{id}/parse) creates an
+CONTRACT 1.5: the application (POST /v1/runs, POST /v1/runs/{id}/parse) creates an
 `ingestion_runs` row (status STORED), a `files` row per upload, stores the upload under the
 storage root at `stored_object_key`, then calls `parse_run.delay(run_id)` and only AFTER
 publishing commits status PARSING, task_id, started_at, last_heartbeat and clears the error
@@ -160,7 +160,7 @@ def create_run(conn, uploads, storage_path=None, run_type="APP_BUNDLE", label=No
 
 
 def mark_parsing(conn, run_id, task_id):
-    """What the API commits AFTER parse_run.delay() returned (DESIGN 1.5)."""
+    """What the API commits AFTER parse_run.delay() returned (CONTRACT 1.5)."""
     ts = now()
     with conn.cursor() as cur:
         cur.execute(
@@ -252,7 +252,7 @@ def publish_raw(broker_url, queue, body, content_type="application/json",
 
 
 def celery_v2_headers(task_id, task=TASK_NAME, args=(), kwargs=None, **overrides):
-    """Protocol 2 headers as Celery 5.2 writes them (DESIGN 1.1), for raw messages."""
+    """Protocol 2 headers as Celery 5.2 writes them (CONTRACT 1.1), for raw messages."""
     kwargs = kwargs or {}
     h = {
         "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,

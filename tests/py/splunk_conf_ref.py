@@ -1,4 +1,4 @@
-"""An independent, deliberately small reference reader of Splunk .conf files (DESIGN 1.6),
+"""An independent, deliberately small reference reader of Splunk .conf files (CONTRACT 1.6),
 used by the integration tests to compute the rows the worker must write.
 
 It shares no code with the C parser and is written straight from the contract:

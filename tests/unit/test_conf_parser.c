@@ -1,4 +1,4 @@
-/* Unit tests for the Splunk .conf parser (DESIGN 1.6) and the UTF-8 helpers. */
+/* Unit tests for the Splunk .conf parser (CONTRACT 1.6) and the UTF-8 helpers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for the stanzas/typed-projection COPY rows (DESIGN 1.4, 1.7) and COPY text. */
+/* Unit tests for the stanzas/typed-projection COPY rows (CONTRACT 1.4, 1.7) and COPY text. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for conf_type detection and provenance from archive paths (DESIGN 1.6). */
+/* Unit tests for conf_type detection and provenance from archive paths (CONTRACT 1.6). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

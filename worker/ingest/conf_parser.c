@@ -1,4 +1,4 @@
-/* Streaming parser for Splunk .conf files (DESIGN 1.6): bytes in, stanzas out.
+/* Streaming parser for Splunk .conf files (CONTRACT 1.6): bytes in, stanzas out.
  *
  * Bytes are gathered into whole physical lines before anything is interpreted, so
  * where the caller's chunks split the input can never change the result (a BOM or

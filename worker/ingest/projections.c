@@ -1,5 +1,5 @@
 /* Turns the parsed .conf files of one run into COPY text for the stanzas table and the
- * six typed projection tables (DESIGN 1.4, 1.7). Pure: no I/O.
+ * six typed projection tables (CONTRACT 1.4, 1.7). Pure: no I/O.
  *
  * Every varchar(n) value goes through put_text, which cuts it to n characters (as
  * PostgreSQL counts them) on a UTF-8 boundary and counts the cut: one over-long value
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* Column widths from the application's schema (DESIGN 1.4). */
+/* Column widths from the application's schema (CONTRACT 1.4). */
 enum {
     W_CONF_TYPE = 50,
     W_NAME = 512,  /* stanzas.name, props.target, transforms.name */

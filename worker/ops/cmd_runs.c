@@ -1,6 +1,6 @@
 /* `cworker runs list|retry`: the application's ingestion runs as an operator sees them,
  * and parse_run re-published for one run exactly as the application does it
- * (DESIGN 1.5: publish with confirms first, then commit PARSING with the task id). */
+ * (CONTRACT 1.5: publish with confirms first, then commit PARSING with the task id). */
 #include "mq/conn.h"
 #include "celery/encode.h"
 #include "ops/cmd_common.h"
@@ -31,7 +31,7 @@ static const char runs_usage[] = "usage: cworker runs list [--status S] [--limit
                                  "List the application's ingestion runs, or parse one again.\n"
                                  "`cworker runs <action> --help` describes an action.\n";
 
-/* The status names the application's SQLAlchemy Enum stores (DESIGN 1.4). */
+/* The status names the application's SQLAlchemy Enum stores (CONTRACT 1.4). */
 static const char *const statuses[] = {"PENDING",    "STORED", "PARSING",
                                        "NORMALIZED", "FAILED", "COMPLETE"};
 
@@ -288,7 +288,7 @@ static int load_status(struct db *db, long run_id, char *status, size_t len, boo
     return 0;
 }
 
-/* What the application commits after parse_run.delay() returned (DESIGN 1.5). */
+/* What the application commits after parse_run.delay() returned (CONTRACT 1.5). */
 static int mark_parsing(struct db *db, long run_id, const char *task_id, struct cw_error *err)
 {
     char id[24];

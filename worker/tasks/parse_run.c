@@ -1,5 +1,5 @@
 /* app.worker.tasks.parse_run(run_id): an uploaded Splunk archive becomes stanzas and typed
- * rows in PostgreSQL (DESIGN 1.5). Parsing happens before the one write transaction, so a
+ * rows in PostgreSQL (CONTRACT 1.5). Parsing happens before the one write transaction, so a
  * failure at any point leaves no partial rows. */
 #include "ingest/archive_reader.h"
 #include "base/clock.h"

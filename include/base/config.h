@@ -25,6 +25,7 @@ struct cw_config {
     double soft_time_limit;
     double time_limit;
     double heartbeat_interval;
+    int broker_heartbeat; /* AMQP heartbeat, seconds (Celery's broker_heartbeat); 0 = off */
     double visibility_timeout;
     double shutdown_grace;    /* seconds running tasks get to finish after SIGTERM */
     double retry_jitter;      /* percent, spreads retry delays */

@@ -14,6 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* A publisher confirm: every publish up to tag (multiple) or tag alone, acked or nacked. */
+typedef void (*mq_confirm_fn)(void *ctx, uint64_t tag, bool multiple, bool ack);
+
 struct mq_conn {
     amqp_connection_state_t state; /* NULL when closed */
     char where[300];               /* host:port/vhost for messages: never the password */
@@ -21,6 +24,8 @@ struct mq_conn {
     uint64_t next_publish_seq;     /* delivery tag the broker will confirm next */
     bool blocked;                  /* the broker sent connection.blocked (a resource alarm) */
     char blocked_reason[128];
+    mq_confirm_fn on_confirm; /* called for each confirm read (set after mq_conn_open) */
+    void *confirm_ctx;
 };
 
 #define MQ_CHANNEL       1
@@ -93,6 +98,12 @@ CW_MUST_CHECK int mq_conn_reject(struct mq_conn *c, uint64_t tag, bool requeue,
 
 /* Publishes and, in confirm mode, waits for the broker's basic.ack (a nack or a
  * timeout is an error): only then is the message safely the broker's. */
+/* Publishes without waiting for the confirm; *seq gets the tag the broker will confirm
+ * (through on_confirm, from mq_conn_pump), 0 without confirm mode. */
+CW_MUST_CHECK int mq_conn_publish_nowait(struct mq_conn *c, const char *exchange,
+                                         const char *routing_key,
+                                         const amqp_basic_properties_t *props, amqp_bytes_t body,
+                                         uint64_t *seq, struct cw_error *err);
 CW_MUST_CHECK int mq_conn_publish(struct mq_conn *c, const char *exchange, const char *routing_key,
                                   const amqp_basic_properties_t *props, amqp_bytes_t body,
                                   struct cw_error *err);

@@ -1,22 +1,26 @@
 /* The life of one delivery: a message the broker gave the supervisor, from its arrival to
  * the moment it is settled with the broker (or given up with its connection).
  *
- *   RECEIVED --> HELD --> PENDING --> DISPATCHED --> RUNNING --> ACKED | RETRIED
+ *   RECEIVED --> HELD --> PENDING --> DISPATCHED --> RUNNING --> ACKED | CONFIRMING
  *                           ^  ^          |             |
  *                           |  +----------+             +--> PENDING (forced outcome)
  *                           |  executor unreachable
  *
  *   from        may go to (besides ORPHANED, which every live state may go to)
- *   RECEIVED    HELD, PENDING, DEAD_LETTERED, REVOKED, REQUEUED
+ *   RECEIVED    HELD, PENDING, CONFIRMING, DEAD_LETTERED, REVOKED, REQUEUED
  *   HELD        PENDING, REVOKED, REQUEUED
- *   PENDING     DISPATCHED, DEAD_LETTERED, REVOKED, REQUEUED
- *   DISPATCHED  RUNNING, PENDING, DEAD_LETTERED, REQUEUED
- *   RUNNING     ACKED, RETRIED, REQUEUED, DEAD_LETTERED, PENDING
+ *   PENDING     DISPATCHED, CONFIRMING, DEAD_LETTERED, REVOKED, REQUEUED
+ *   DISPATCHED  RUNNING, PENDING, CONFIRMING, DEAD_LETTERED, REQUEUED
+ *   RUNNING     ACKED, CONFIRMING, RETRIED, REQUEUED, DEAD_LETTERED, PENDING
+ *   CONFIRMING  RETRIED, DEAD_LETTERED, REQUEUED
  *   ACKED, REQUEUED, RETRIED, DEAD_LETTERED, REVOKED, ORPHANED: nowhere (settled)
  *
  * - RECEIVED: decoded (or not) but not yet queued; it leaves at once.
  * - HELD: waiting for a future eta; PENDING: runnable, waiting for an idle executor.
  * - DISPATCHED: handed to an executor; RUNNING: the executor said it started.
+ * - CONFIRMING: its retry or dead letter is published; the broker's confirm settles it
+ *   (RETRIED or DEAD_LETTERED), a nack or a dead publisher requeues it. The loop never
+ *   waits for a confirm.
  * - ACKED, RETRIED (retry published, then acked), REQUEUED (rejected with requeue),
  *   DEAD_LETTERED (copied to <queue>.dead, then acked), REVOKED (acked, not run):
  *   settled with the broker on the delivery's own connection.
@@ -43,6 +47,7 @@ enum delivery_state {
     DLV_PENDING,
     DLV_DISPATCHED,
     DLV_RUNNING,
+    DLV_CONFIRMING,
     DLV_ACKED,
     DLV_REQUEUED,
     DLV_RETRIED,

@@ -27,7 +27,6 @@
 #define POLL_INTERVAL_MS     200
 #define MAX_RECONNECT_DELAY  30.0
 #define MAX_BREAKER_DELAY    30.0
-#define AMQP_HEARTBEAT_S     30
 #define DELIVERIES_PER_ROUND 64
 
 enum exec_state { EXEC_EMPTY, EXEC_STARTING, EXEC_IDLE, EXEC_BUSY, EXEC_SWEEPING };
@@ -45,6 +44,14 @@ struct executor {
     bool killed_for_revoke;  /* terminated by a remote-control revoke */
 };
 
+/* A publish whose confirm settles a delivery (confirms.c). */
+struct sup_publish {
+    uint64_t seq;               /* the publisher's confirm tag */
+    struct delivery *d;         /* in CONFIRMING */
+    enum delivery_state on_ack; /* RETRIED or DEAD_LETTERED */
+    double sent_at;             /* monotonic */
+};
+
 /* A task id revoked by remote control: its deliveries are not run. */
 struct revoked_task {
     char *id;
@@ -59,9 +66,13 @@ struct supervisor {
     unsigned generation;
     double reconnect_at;
     double reconnect_delay;
+    double publisher_retry_at; /* no new publisher connection before this (monotonic) */
+    bool blocked_logged;       /* a connection.blocked was reported and not yet cleared */
     struct executor *execs;
     int nexec;
-    struct delivery *deliveries; /* every delivery not yet collected, in arrival order */
+    struct delivery *deliveries;   /* every delivery not yet collected, in arrival order */
+    struct sup_publish *publishes; /* waiting for their confirm, oldest first */
+    size_t npublishes, cap_publishes;
     uint64_t next_seq;
     double paused_until; /* circuit breaker: no dispatch before this */
     double breaker_delay;
@@ -114,9 +125,28 @@ int sup_count_in(const struct supervisor *s, enum delivery_state state);
 
 void sup_consumer_tag(int queue, char *out, size_t len);
 void sup_ensure_consumer(struct supervisor *s, double now);
-int sup_publish_confirmed(struct supervisor *s, const char *routing_key,
-                          const amqp_basic_properties_t *props, amqp_bytes_t body,
-                          struct cw_error *err);
+/* True while the broker has blocked our connections (a resource alarm). */
+bool sup_broker_blocked(const struct supervisor *s);
+void sup_tend_publisher(struct supervisor *s);
+/* Sends one message on the publisher connection without waiting; *seq (may be NULL) gets
+ * its confirm tag. */
+int sup_publish_raw(struct supervisor *s, const char *exchange, const char *routing_key,
+                    const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq,
+                    struct cw_error *err);
+
+/* confirms.c */
+/* Publishes d's retry or dead letter to routing_key on the default exchange: d goes to
+ * CONFIRMING and the broker's confirm settles it as on_ack (a nack or a dead publisher
+ * requeues it). -1 with err when it could not even be sent (d unchanged). */
+int sup_publish_settling(struct supervisor *s, struct delivery *d, enum delivery_state on_ack,
+                         const char *routing_key, const amqp_basic_properties_t *props,
+                         amqp_bytes_t body, struct cw_error *err);
+void sup_on_confirm(void *ctx, uint64_t tag, bool multiple, bool ack);
+/* The publisher connection is gone: every delivery waiting for a confirm is requeued. */
+void sup_fail_publishes(struct supervisor *s, const char *why);
+/* The consumer connection is gone: the waiting deliveries are orphaned, forget them. */
+void sup_forget_publishes(struct supervisor *s);
+bool sup_confirm_overdue(const struct supervisor *s, double now);
 /* deliveries.c */
 void sup_read_deliveries(struct supervisor *s);
 /* Publishes d's original message to <queue>.dead with the reason, then acks it (requeues
@@ -144,6 +174,7 @@ void sup_stop_http(struct supervisor *s);
 void sup_adjust_prefetch(struct supervisor *s, double now);
 int sup_busy_executors(const struct supervisor *s);
 void sup_stop_executors(struct supervisor *s);
+/* A publish nobody waits for: events, rpc results, control replies, recovered runs. */
 int sup_publish_to(struct supervisor *s, const char *exchange, const char *routing_key,
                    const amqp_basic_properties_t *props, amqp_bytes_t body, struct cw_error *err);
 

@@ -175,6 +175,7 @@ enum setting {
     SET_SOFT_TIME_LIMIT,
     SET_TIME_LIMIT,
     SET_HEARTBEAT,
+    SET_BROKER_HEARTBEAT,
     SET_VISIBILITY,
     SET_SHUTDOWN_GRACE,
     SET_RETRY_JITTER,
@@ -202,6 +203,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_SOFT_TIME_LIMIT] = "SOFT_TIME_LIMIT",
     [SET_TIME_LIMIT] = "TIME_LIMIT",
     [SET_HEARTBEAT] = "HEARTBEAT_INTERVAL",
+    [SET_BROKER_HEARTBEAT] = "BROKER_HEARTBEAT",
     [SET_VISIBILITY] = "VISIBILITY_TIMEOUT",
     [SET_SHUTDOWN_GRACE] = "SHUTDOWN_GRACE",
     [SET_RETRY_JITTER] = "RETRY_JITTER",
@@ -253,6 +255,8 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return parse_seconds(name, value, &cfg->time_limit, err);
     case SET_HEARTBEAT:
         return parse_seconds(name, value, &cfg->heartbeat_interval, err);
+    case SET_BROKER_HEARTBEAT:
+        return parse_int(name, value, 0, 3600, &cfg->broker_heartbeat, err);
     case SET_VISIBILITY:
         return parse_seconds(name, value, &cfg->visibility_timeout, err);
     case SET_SHUTDOWN_GRACE:
@@ -312,6 +316,7 @@ static void set_defaults(struct cw_config *cfg)
     cfg->soft_time_limit = 3300;
     cfg->time_limit = 3600;
     cfg->heartbeat_interval = 30;
+    cfg->broker_heartbeat = 30;
     cfg->visibility_timeout = 300;
     cfg->shutdown_grace = 60;
     cfg->log_level = LOG_LEVEL_INFO;
@@ -335,6 +340,7 @@ static const struct option long_options[] = {
     {"soft-time-limit", required_argument, NULL, SET_SOFT_TIME_LIMIT},
     {"time-limit", required_argument, NULL, SET_TIME_LIMIT},
     {"heartbeat-interval", required_argument, NULL, SET_HEARTBEAT},
+    {"broker-heartbeat", required_argument, NULL, SET_BROKER_HEARTBEAT},
     {"visibility-timeout", required_argument, NULL, SET_VISIBILITY},
     {"shutdown-grace", required_argument, NULL, SET_SHUTDOWN_GRACE},
     {"retry-jitter", required_argument, NULL, SET_RETRY_JITTER},

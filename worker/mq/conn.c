@@ -345,6 +345,24 @@ static bool note_blocking(struct mq_conn *c, amqp_method_t m)
     return false;
 }
 
+/* basic.ack / basic.nack of a publish: true when the method was one of them. */
+static bool note_confirm(struct mq_conn *c, amqp_method_t m)
+{
+    if (m.id == AMQP_BASIC_ACK_METHOD) {
+        const amqp_basic_ack_t *a = m.decoded;
+        if (c->on_confirm)
+            c->on_confirm(c->confirm_ctx, a->delivery_tag, a->multiple, true);
+        return true;
+    }
+    if (m.id == AMQP_BASIC_NACK_METHOD) {
+        const amqp_basic_nack_t *n = m.decoded;
+        if (c->on_confirm)
+            c->on_confirm(c->confirm_ctx, n->delivery_tag, n->multiple, false);
+        return true;
+    }
+    return false;
+}
+
 /* One frame if one has arrived: 1 read (or nothing to do with it), 0 none, -1 the
  * connection failed or the broker closed it. */
 static int read_frame(struct mq_conn *c, const char *what, struct cw_error *err)
@@ -356,7 +374,8 @@ static int read_frame(struct mq_conn *c, const char *what, struct cw_error *err)
         return 0;
     if (status != AMQP_STATUS_OK)
         return fail_status(err, c, status, "reading a frame");
-    if (frame.frame_type != AMQP_FRAME_METHOD || note_blocking(c, frame.payload.method))
+    if (frame.frame_type != AMQP_FRAME_METHOD || note_blocking(c, frame.payload.method) ||
+        note_confirm(c, frame.payload.method))
         return 1;
     switch (frame.payload.method.id) {
     case AMQP_CHANNEL_CLOSE_METHOD:
@@ -397,7 +416,8 @@ int mq_conn_next_delivery(struct mq_conn *c, int timeout_ms, amqp_envelope_t *en
 
 int mq_conn_pump(struct mq_conn *c, struct cw_error *err)
 {
-    for (int i = 0; i < 64; i++) {
+    /* c->state is checked each time: an on_confirm callback may have dropped c. */
+    for (int i = 0; i < 64 && c->state; i++) {
         int rc = read_frame(c, "idle", err);
         if (rc <= 0)
             return rc;
@@ -442,9 +462,11 @@ static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
             continue;
         if (m.id == AMQP_BASIC_ACK_METHOD) {
             const amqp_basic_ack_t *ack = m.decoded;
+            note_confirm(c, m);
             if (ack->delivery_tag >= seq) /* one publish in flight at a time */
                 return 0;
         } else if (m.id == AMQP_BASIC_NACK_METHOD) {
+            note_confirm(c, m);
             CW_FAIL(err, CW_ERR_TRANSIENT, "the broker refused (nack) a publish on %s", c->where);
             return -1;
         } else if (m.id == AMQP_CHANNEL_CLOSE_METHOD || m.id == AMQP_CONNECTION_CLOSE_METHOD) {
@@ -452,6 +474,21 @@ static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
             return fail_reply(err, c, r, "publishing");
         }
     }
+}
+
+int mq_conn_publish_nowait(struct mq_conn *c, const char *exchange, const char *routing_key,
+                           const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq,
+                           struct cw_error *err)
+{
+    int status = amqp_basic_publish(c->state, MQ_CHANNEL, amqp_cstring_bytes(exchange),
+                                    amqp_cstring_bytes(routing_key), 0, 0, props, body);
+    if (status != AMQP_STATUS_OK) {
+        fail_status(err, c, status, "basic.publish");
+        CW_WRAP(err, "publishing to '%s' with routing key %s", exchange, routing_key);
+        return -1;
+    }
+    *seq = c->confirms ? c->next_publish_seq++ : 0;
+    return 0;
 }
 
 int mq_conn_publish(struct mq_conn *c, const char *exchange, const char *routing_key,

@@ -21,7 +21,7 @@ static int base_prefetch(const struct cw_config *cfg)
 static int open_consumer(struct supervisor *s, struct cw_error *err)
 {
     const struct cw_config *cfg = s->cfg;
-    if (mq_conn_open(&s->consumer, cfg->broker_url, AMQP_HEARTBEAT_S, err) != 0)
+    if (mq_conn_open(&s->consumer, cfg->broker_url, cfg->broker_heartbeat, err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++)
         if (mq_conn_declare_topology(&s->consumer, cfg->queues[q], cfg->retry_delays,
@@ -62,36 +62,82 @@ void sup_ensure_consumer(struct supervisor *s, double now)
              s->consumer.where, s->cfg->nqueues, s->cfg->concurrency);
 }
 
+/* The publisher failed: drop it, and do not try again for a while, so a broker that
+ * stopped answering costs the loop one bounded attempt now and then, not one per publish. */
+static void publisher_failed(struct supervisor *s, const char *why)
+{
+    mq_conn_abandon(&s->publisher);
+    sup_fail_publishes(s, why);
+    s->publisher_retry_at = clock_monotonic() + fmin(s->reconnect_delay, MAX_RECONNECT_DELAY);
+}
+
 static int ensure_publisher(struct supervisor *s, struct cw_error *err)
 {
     if (mq_conn_is_open(&s->publisher))
         return 0;
-    /* No heartbeats: this connection is only used in short synchronous bursts. */
-    if (mq_conn_open(&s->publisher, s->cfg->broker_url, 0, err) != 0 ||
-        mq_conn_enable_confirms(&s->publisher, err) != 0) {
-        mq_conn_abandon(&s->publisher);
+    if (clock_monotonic() < s->publisher_retry_at) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "the publisher connection is down (retrying shortly)");
         return -1;
     }
+    /* Heartbeats too: the loop pumps it every round (sup_tend_publisher), so a half-open
+     * publisher connection is noticed before a publish depends on it. */
+    if (mq_conn_open(&s->publisher, s->cfg->broker_url, s->cfg->broker_heartbeat, err) != 0 ||
+        mq_conn_enable_confirms(&s->publisher, err) != 0) {
+        publisher_failed(s, err->message);
+        return -1;
+    }
+    s->publisher.on_confirm = sup_on_confirm;
+    s->publisher.confirm_ctx = s;
     return 0;
 }
 
-int sup_publish_confirmed(struct supervisor *s, const char *routing_key,
-                          const amqp_basic_properties_t *props, amqp_bytes_t body,
-                          struct cw_error *err)
+bool sup_broker_blocked(const struct supervisor *s)
 {
-    return sup_publish_to(s, "", routing_key, props, body, err);
+    return (mq_conn_is_open(&s->publisher) && s->publisher.blocked) ||
+           (mq_conn_is_open(&s->consumer) && s->consumer.blocked);
+}
+
+/* Reads what arrived on the publisher between publishes: heartbeats (ours go out from here),
+ * connection.blocked/unblocked, a close. Says when a resource alarm starts and ends. */
+void sup_tend_publisher(struct supervisor *s)
+{
+    struct cw_error err;
+    if (mq_conn_is_open(&s->publisher) && mq_conn_pump(&s->publisher, &err) != 0) {
+        log_warn("publisher connection lost: %s", err.message);
+        publisher_failed(s, err.message);
+    } else if (sup_confirm_overdue(s, clock_monotonic())) {
+        log_warn("the broker confirms nothing on %s: the publisher connection is treated as dead",
+                 s->publisher.where);
+        publisher_failed(s, "no confirm in time");
+    }
+    bool blocked = sup_broker_blocked(s);
+    if (blocked && !s->blocked_logged)
+        log_warn("the broker blocks publishing (%s): no new tasks start until it unblocks",
+                 s->publisher.blocked ? s->publisher.blocked_reason : s->consumer.blocked_reason);
+    else if (!blocked && s->blocked_logged)
+        log_info("the broker unblocked publishing: tasks start again");
+    s->blocked_logged = blocked;
+}
+
+int sup_publish_raw(struct supervisor *s, const char *exchange, const char *routing_key,
+                    const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq,
+                    struct cw_error *err)
+{
+    uint64_t ignored;
+    if (ensure_publisher(s, err) != 0)
+        return -1;
+    if (mq_conn_publish_nowait(&s->publisher, exchange, routing_key, props, body,
+                               seq ? seq : &ignored, err) != 0) {
+        publisher_failed(s, err->message);
+        return -1;
+    }
+    return 0;
 }
 
 int sup_publish_to(struct supervisor *s, const char *exchange, const char *routing_key,
                    const amqp_basic_properties_t *props, amqp_bytes_t body, struct cw_error *err)
 {
-    if (ensure_publisher(s, err) != 0)
-        return -1;
-    if (mq_conn_publish(&s->publisher, exchange, routing_key, props, body, err) != 0) {
-        mq_conn_abandon(&s->publisher);
-        return -1;
-    }
-    return 0;
+    return sup_publish_raw(s, exchange, routing_key, props, body, NULL, err);
 }
 
 /* Messages waiting in the delay queues, counted now and then for /metrics. */
@@ -107,9 +153,12 @@ void sup_count_waiting_retries(struct supervisor *s, double now)
             char name[300];
             uint32_t n = 0;
             mq_conn_retry_queue_name(s->cfg->queues[q], s->cfg->retry_delays[i], name, sizeof name);
-            if (ensure_publisher(s, &err) != 0 ||
-                mq_conn_queue_count(&s->publisher, name, &n, &err) != 0) {
-                mq_conn_abandon(&s->publisher);
+            if (ensure_publisher(s, &err) != 0) {
+                s->retries_waiting = -1;
+                return;
+            }
+            if (mq_conn_queue_count(&s->publisher, name, &n, &err) != 0) {
+                publisher_failed(s, err.message);
                 s->retries_waiting = -1;
                 return;
             }

@@ -215,7 +215,7 @@ static void build_state(struct supervisor *s, struct state_arrays *a,
     st->prefetch_multiplier = s->cfg->prefetch_multiplier;
     st->soft_time_limit = s->cfg->soft_time_limit;
     st->time_limit = s->cfg->time_limit;
-    st->broker_heartbeat = AMQP_HEARTBEAT_S;
+    st->broker_heartbeat = s->cfg->broker_heartbeat;
     st->broker = s->broker_url ? &s->broker_info : NULL;
     st->rusage = &a->usage;
 }

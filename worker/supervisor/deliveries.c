@@ -26,10 +26,10 @@ void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reaso
     dead_letter_properties(&d->original.props, reason, sup_queue_name(s, d), clock_wall(), &pool,
                            &props);
     struct cw_error err;
-    if (sup_publish_confirmed(s, routing_key, &props, d->original.body, &err) == 0) {
+    if (sup_publish_settling(s, d, DLV_DEAD_LETTERED, routing_key, &props, d->original.body,
+                             &err) == 0) {
         log_warn("message %" PRIu64 " dead-lettered to %s: %s", d->tag, routing_key, reason);
         s->stats.dead_lettered++;
-        sup_settle(s, d, DLV_DEAD_LETTERED);
     } else {
         log_error("cannot dead-letter a message (%s); it is requeued: %s", reason, err.message);
         sup_settle(s, d, DLV_REQUEUED);
@@ -207,7 +207,8 @@ static void dispatch_to(struct supervisor *s, struct executor *e, struct deliver
 
 void sup_dispatch(struct supervisor *s, double now)
 {
-    if (now < s->paused_until || s->draining || !mq_conn_is_open(&s->consumer))
+    if (now < s->paused_until || s->draining || !mq_conn_is_open(&s->consumer) ||
+        sup_broker_blocked(s))
         return;
     for (int i = 0; i < s->nexec; i++) {
         struct executor *e = &s->execs[i];

@@ -5,32 +5,31 @@
 
 /* Where each state may go. The settled ends go nowhere. */
 static const unsigned allowed[DLV_NSTATES] = {
-    [DLV_RECEIVED] = BIT(DLV_HELD) | BIT(DLV_PENDING) | BIT(DLV_DEAD_LETTERED) | BIT(DLV_REVOKED) |
-                     BIT(DLV_REQUEUED) | BIT(DLV_ORPHANED),
+    [DLV_RECEIVED] = BIT(DLV_HELD) | BIT(DLV_PENDING) | BIT(DLV_CONFIRMING) |
+                     BIT(DLV_DEAD_LETTERED) | BIT(DLV_REVOKED) | BIT(DLV_REQUEUED) |
+                     BIT(DLV_ORPHANED),
     [DLV_HELD] = BIT(DLV_PENDING) | BIT(DLV_REVOKED) | BIT(DLV_REQUEUED) | BIT(DLV_ORPHANED),
-    [DLV_PENDING] = BIT(DLV_DISPATCHED) | BIT(DLV_REVOKED) | BIT(DLV_REQUEUED) |
-                    BIT(DLV_DEAD_LETTERED) | BIT(DLV_ORPHANED),
+    [DLV_PENDING] = BIT(DLV_DISPATCHED) | BIT(DLV_CONFIRMING) | BIT(DLV_REVOKED) |
+                    BIT(DLV_REQUEUED) | BIT(DLV_DEAD_LETTERED) | BIT(DLV_ORPHANED),
     /* Back to PENDING when the hand-over failed; REQUEUED when the executor died before it
      * started; DEAD_LETTERED when the executor refused the message as unreadable. */
-    [DLV_DISPATCHED] = BIT(DLV_RUNNING) | BIT(DLV_PENDING) | BIT(DLV_REQUEUED) |
-                       BIT(DLV_DEAD_LETTERED) | BIT(DLV_ORPHANED),
+    [DLV_DISPATCHED] = BIT(DLV_RUNNING) | BIT(DLV_PENDING) | BIT(DLV_CONFIRMING) |
+                       BIT(DLV_REQUEUED) | BIT(DLV_DEAD_LETTERED) | BIT(DLV_ORPHANED),
     /* Back to PENDING only with a forced outcome (hard time limit, revoke-terminate). */
-    [DLV_RUNNING] = BIT(DLV_ACKED) | BIT(DLV_RETRIED) | BIT(DLV_REQUEUED) | BIT(DLV_DEAD_LETTERED) |
-                    BIT(DLV_PENDING) | BIT(DLV_ORPHANED),
+    [DLV_RUNNING] = BIT(DLV_ACKED) | BIT(DLV_CONFIRMING) | BIT(DLV_RETRIED) | BIT(DLV_REQUEUED) |
+                    BIT(DLV_DEAD_LETTERED) | BIT(DLV_PENDING) | BIT(DLV_ORPHANED),
+    /* Waiting for the broker's confirm of its retry or dead letter. */
+    [DLV_CONFIRMING] =
+        BIT(DLV_RETRIED) | BIT(DLV_DEAD_LETTERED) | BIT(DLV_REQUEUED) | BIT(DLV_ORPHANED),
 };
 
 static const char *const names[DLV_NSTATES] = {
-    [DLV_RECEIVED] = "RECEIVED",
-    [DLV_HELD] = "HELD",
-    [DLV_PENDING] = "PENDING",
-    [DLV_DISPATCHED] = "DISPATCHED",
-    [DLV_RUNNING] = "RUNNING",
-    [DLV_ACKED] = "ACKED",
-    [DLV_REQUEUED] = "REQUEUED",
-    [DLV_RETRIED] = "RETRIED",
-    [DLV_DEAD_LETTERED] = "DEAD_LETTERED",
-    [DLV_REVOKED] = "REVOKED",
-    [DLV_ORPHANED] = "ORPHANED",
+    [DLV_RECEIVED] = "RECEIVED", [DLV_HELD] = "HELD",
+    [DLV_PENDING] = "PENDING",   [DLV_DISPATCHED] = "DISPATCHED",
+    [DLV_RUNNING] = "RUNNING",   [DLV_CONFIRMING] = "CONFIRMING",
+    [DLV_ACKED] = "ACKED",       [DLV_REQUEUED] = "REQUEUED",
+    [DLV_RETRIED] = "RETRIED",   [DLV_DEAD_LETTERED] = "DEAD_LETTERED",
+    [DLV_REVOKED] = "REVOKED",   [DLV_ORPHANED] = "ORPHANED",
 };
 
 const char *delivery_state_name(enum delivery_state s)

@@ -33,8 +33,10 @@ void sup_events_init(struct supervisor *s)
 static void publish_event(struct supervisor *s, struct celery_event_msg *m)
 {
     struct cw_error err;
-    if (sup_publish_to(s, CELERY_EVENTS_EXCHANGE, m->routing_key, &m->out.props, m->out.body,
-                       &err) != 0)
+    if (sup_broker_blocked(s)) /* best effort, as in Celery: not worth a blocked socket */
+        log_debug("event %s not sent: the broker blocks publishing", m->routing_key);
+    else if (sup_publish_to(s, CELERY_EVENTS_EXCHANGE, m->routing_key, &m->out.props, m->out.body,
+                            &err) != 0)
         log_debug("event %s not sent: %s", m->routing_key, err.message);
     celery_event_msg_free(m);
 }

@@ -20,14 +20,13 @@ static void publish_retry(struct supervisor *s, struct delivery *d, int next_ret
     struct celery_outgoing out;
     struct cw_error err;
     if (celery_message_encode_retry(&d->task, clock_wall(), delay, &out, &err) != 0 ||
-        sup_publish_confirmed(s, routing_key, &out.props, out.body, &err) != 0) {
+        sup_publish_settling(s, d, DLV_RETRIED, routing_key, &out.props, out.body, &err) != 0) {
         log_error("cannot publish the retry of task %s; the delivery is requeued: %s", d->task.id,
                   err.message);
         sup_settle(s, d, DLV_REQUEUED);
     } else {
         log_info("task %s retry %d published to %s (runs in %.0f s)", d->task.id, next_retries,
                  routing_key, delay);
-        sup_settle(s, d, DLV_RETRIED);
     }
     celery_outgoing_free(&out);
 }
@@ -134,7 +133,7 @@ static void publish_recovered(struct supervisor *s, json_object *entry)
     struct cw_error err;
     const char *queue = s->cfg->queues[0];
     if (celery_message_encode_retry(&t, clock_wall(), 0, &out, &err) != 0 ||
-        sup_publish_confirmed(s, queue, &out.props, out.body, &err) != 0)
+        sup_publish_to(s, "", queue, &out.props, out.body, &err) != 0)
         log_error("cannot re-enqueue stuck run %ld (the next sweep tries again): %s", run_id,
                   err.message);
     else

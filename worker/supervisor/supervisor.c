@@ -88,7 +88,7 @@ static bool should_stop(struct supervisor *s, double now)
         log_warn("grace period over: stopping now; unfinished tasks return to the queue");
         return true;
     }
-    return sup_busy_executors(s) == 0;
+    return sup_busy_executors(s) == 0 && s->npublishes == 0; /* confirms settle the rest */
 }
 
 int supervisor_run(const struct cw_config *cfg)
@@ -118,6 +118,7 @@ int supervisor_run(const struct cw_config *cfg)
         sup_ensure_http(&s, now);
         sup_respawn_executors(&s, now);
         sup_ensure_consumer(&s, now);
+        sup_tend_publisher(&s);
         sup_dispatch(&s, now);
         sup_adjust_prefetch(&s, now);
         sup_schedule_sweep(&s, now);
@@ -133,6 +134,7 @@ int supervisor_run(const struct cw_config *cfg)
         if (!delivery_state_is_final(d->state))
             sup_move(&s, d, DLV_ORPHANED); /* unsettled: the broker redelivers it */
     sup_collect(&s);
+    free(s.publishes);
     mq_conn_close(&s.consumer);
     mq_conn_close(&s.publisher);
     free(s.execs);

@@ -29,6 +29,7 @@ struct db_run {
     long id;
     char status[51];
     int retry_count;
+    char task_id[256]; /* "" when none */
 };
 
 /* One upload of a run (the application's `files` row). Owned by the array from db_files_load. */
@@ -114,9 +115,6 @@ struct db_run_error {
 CW_MUST_CHECK int db_run_record_error(struct db *db, long run_id, const char *task_id,
                                       const struct db_run_error *e, bool *written,
                                       struct cw_error *err);
-/* "COMPLETE under task <id>", for a log line saying why an outcome was not written. */
-CW_MUST_CHECK int db_run_describe(struct db *db, long run_id, char *out, size_t len,
-                                  struct cw_error *err);
 
 /* A PARSING run a worker started whose heartbeat is older than the visibility timeout and
  * that is not waiting for a scheduled retry: its owner may be gone. */

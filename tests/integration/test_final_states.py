@@ -20,28 +20,10 @@ import pytest
 
 import faults
 import producer
-from conftest import PALOALTO, Worker
 from faults import children, run_row, submit, wait_until
 
-PAL_TOP = "Splunk_TA_paloalto"
-INPUTS = ("inputs.conf", (PALOALTO / "default" / "inputs.conf").read_bytes())
-
-
-def pal_upload():
-    return ("Splunk_TA_paloalto.tar.gz",
-            producer.build_upload_bytes(str(PALOALTO), "tar.gz", top=PAL_TOP))
-
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("final", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
+# The fault tests' fixtures (a WorkerPool on the test's own queue) and the paloalto upload.
+from test_failures import INPUTS, pal_expected, pal_upload, tq, workers  # noqa: F401
 
 
 class StatusWatch:
@@ -101,7 +83,7 @@ def test_executor_killed_after_its_commit_leaves_the_run_complete(env, workers, 
     faults.wait_queue_settled(env, workers.queue, timeout=60)
     watch.watch(1.0)
     watch.assert_never_failed()
-    expected = faults.reference_counts(PALOALTO, PAL_TOP)
+    expected = pal_expected()
     run = assert_complete_intact(env, run_id, task_id, expected)
     assert run["completed_at"] == committed["completed_at"], "the run was written again"
     assert faults.row_counts(env, run_id)["stanzas"] == sum(expected.values()) == 181

@@ -110,7 +110,8 @@ int db_run_load(struct db *db, long run_id, struct db_run *run, bool *found, str
     format_run_id(id, sizeof id, run_id);
     const char *values[] = {id};
     PGresult *res = exec_params(db, "loading the run",
-                                "SELECT id, upper(status), retry_count FROM ingestion_runs "
+                                "SELECT id, upper(status), retry_count, coalesce(task_id, '') "
+                                "FROM ingestion_runs "
                                 "WHERE id = $1::bigint",
                                 1, values, err);
     if (!res)
@@ -120,6 +121,7 @@ int db_run_load(struct db *db, long run_id, struct db_run *run, bool *found, str
         run->id = strtol(PQgetvalue(res, 0, 0), NULL, 10);
         snprintf(run->status, sizeof run->status, "%s", PQgetvalue(res, 0, 1));
         run->retry_count = (int)strtol(PQgetvalue(res, 0, 2), NULL, 10);
+        snprintf(run->task_id, sizeof run->task_id, "%s", PQgetvalue(res, 0, 3));
     }
     PQclear(res);
     return 0;

@@ -184,22 +184,3 @@ int db_run_record_error(struct db *db, long run_id, const char *task_id,
         "  retry_due_at = EXCLUDED.retry_due_at, updated_at = now() RETURNING task_id",
         9, values, written, err);
 }
-
-int db_run_describe(struct db *db, long run_id, char *out, size_t len, struct cw_error *err)
-{
-    char id[24];
-    format_run_id(id, sizeof id, run_id);
-    const char *values[] = {id};
-    PGresult *res = exec_params(db, "reading the run's state",
-                                "SELECT upper(status), coalesce(task_id, '(none)') "
-                                "FROM ingestion_runs WHERE id = $1::bigint",
-                                1, values, err);
-    if (!res)
-        return -1;
-    if (PQntuples(res) == 1)
-        snprintf(out, len, "%s under task %s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
-    else
-        snprintf(out, len, "gone");
-    PQclear(res);
-    return 0;
-}

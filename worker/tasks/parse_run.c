@@ -317,12 +317,14 @@ static bool database_outage(struct task_context *ctx)
  * execution (or a new parse started), and this one's is dropped rather than overwrite it. */
 static void skip_not_ours(struct task_context *ctx, struct task_report *report, const char *what)
 {
-    char state[320] = "in an unknown state";
+    struct db_run run = {0};
+    bool found = false;
     struct cw_error ignored;
-    if (db_run_describe(ctx->db, report->run_id, state, sizeof state, &ignored) != 0)
-        snprintf(state, sizeof state, "in an unknown state");
-    log_warn("run %ld is %s, no longer PARSING for this task: its %s is not recorded",
-             report->run_id, state, what);
+    if (db_run_load(ctx->db, report->run_id, &run, &found, &ignored) != 0 || !found)
+        snprintf(run.status, sizeof run.status, "%s", found ? "in an unknown state" : "gone");
+    log_warn("run %ld is %s under task %s, no longer PARSING for this task: its %s is not "
+             "recorded",
+             report->run_id, run.status, run.task_id[0] ? run.task_id : "(none)", what);
     report->outcome = TASK_SKIPPED;
 }
 

@@ -110,7 +110,9 @@ static int finish_transaction(struct db *db, int rc, bool written, struct cw_err
     return rc;
 }
 
-/* The run COMPLETE and the task's outcome, both only when the run is still ours. */
+/* The run COMPLETE and the task's outcome, both only when the run is still ours.
+ * clock_timestamp(), not now() (the transaction's start): heartbeats written on the other
+ * connection during the COPY must not be later than the completion. */
 static int mark_complete(struct db *db, const char *id, const char *task_id,
                          const char *metrics_json, const char *result_json, bool *written,
                          struct cw_error *err)
@@ -118,14 +120,15 @@ static int mark_complete(struct db *db, const char *id, const char *task_id,
     const char *values[] = {id, task_id, metrics_json, result_json};
     return exec_count(
         db, "marking the run COMPLETE",
-        "WITH run AS (UPDATE ingestion_runs SET status = 'COMPLETE', completed_at = now(), "
-        "  last_heartbeat = now(), error_message = NULL, error_traceback = NULL, "
-        "  metrics = $3::json WHERE " STILL_OURS " RETURNING id) "
+        "WITH run AS (UPDATE ingestion_runs SET status = 'COMPLETE', "
+        "  completed_at = clock_timestamp(), last_heartbeat = clock_timestamp(), "
+        "  error_message = NULL, error_traceback = NULL, "
+        "  metrics = $3::json WHERE " STILL_OURS " RETURNING id, completed_at) "
         "INSERT INTO cworker_tasks AS t (task_id, run_id, status, metrics, result, completed_at) "
-        "SELECT $2, id, 'COMPLETE', $3::json, $4::json, now() FROM run "
+        "SELECT $2, id, 'COMPLETE', $3::json, $4::json, completed_at FROM run "
         "ON CONFLICT (task_id) DO UPDATE SET status = 'COMPLETE', metrics = $3::json, "
         "  result = $4::json, error_message = NULL, error_traceback = NULL, "
-        "  completed_at = now(), updated_at = now() RETURNING task_id",
+        "  completed_at = EXCLUDED.completed_at, updated_at = now() RETURNING task_id",
         4, values, written, err);
 }
 

@@ -27,12 +27,13 @@ struct cw_config {
     double heartbeat_interval;
     int broker_heartbeat; /* AMQP heartbeat, seconds (Celery's broker_heartbeat); 0 = off */
     double visibility_timeout;
-    double shutdown_grace;    /* seconds running tasks get to finish after SIGTERM */
-    double retry_jitter;      /* percent, spreads retry delays */
-    int debug_entry_delay_ms; /* tests only: extra time per .conf entry */
-    char *http_listen;        /* "HOST:PORT" or ":PORT" for the HTTP listener; NULL = off */
-    bool task_events;         /* send task-* events (worker-* events are always sent) */
-    int log_level;            /* enum log_level */
+    double shutdown_grace;           /* seconds running tasks get to finish after SIGTERM */
+    double retry_jitter;             /* percent, spreads retry delays */
+    int debug_entry_delay_ms;        /* tests only: extra time per .conf entry */
+    int debug_after_commit_delay_ms; /* tests only: pause after a run's COMMIT, before reporting */
+    char *http_listen;               /* "HOST:PORT" or ":PORT" for the HTTP listener; NULL = off */
+    bool task_events;                /* send task-* events (worker-* events are always sent) */
+    int log_level;                   /* enum log_level */
     bool log_json;
     char *migrations_dir;
     char *nodename;

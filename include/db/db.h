@@ -1,7 +1,14 @@
 /* libpq access for the executor: the application's ingestion_runs/files rows, the worker's
  * cworker_tasks record, per-run advisory locks, and the one-transaction COPY of results.
- * Errors: connection trouble, deadlocks and resource exhaustion are CW_ERR_TRANSIENT;
- * other SQL errors CW_ERR_PERMANENT. Messages never contain the connection string. */
+ * Errors are classified by db/pg_error.h (err->unavailable: the connection is gone).
+ * Messages never contain the connection string or the password.
+ *
+ * Final states are final: every write of a run's outcome (db_run_complete,
+ * db_run_record_error) is conditional, in the same SQL statement, on the run still being
+ * PARSING under the writing task's id. When it is not (another delivery finished it, an
+ * executor was killed after its COMMIT, the application started a new parse), the write
+ * is a no-op and *written is false. Run ids are compared as bigint: one beyond the
+ * integer column's range is not found, never an SQL error. */
 #ifndef CWORKER_DB_H
 #define CWORKER_DB_H
 
@@ -10,6 +17,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct db {
@@ -21,6 +29,7 @@ struct db_run {
     long id;
     char status[51];
     int retry_count;
+    char task_id[256]; /* "" when none */
 };
 
 /* One upload of a run (the application's `files` row). Owned by the array from db_files_load. */
@@ -39,6 +48,9 @@ struct db_task_record {
     char *result_json;     /* owned; NULL when none */
 };
 
+/* Connects as application_name "cworker/<role>" (db/pg.h); db_connect as "executor". */
+CW_MUST_CHECK int db_connect_as(struct db *db, const char *url, const char *role,
+                                struct cw_error *err);
 CW_MUST_CHECK int db_connect(struct db *db, const char *url, struct cw_error *err);
 void db_close(struct db *db);
 /* True when the connection is usable; resets a broken one once. */
@@ -83,16 +95,25 @@ struct db_tick {
 };
 
 /* Step 6, one transaction: earlier rows of the run removed, stanzas and typed rows
- * COPYed, the run COMPLETE with metrics, the task's outcome recorded. tick may be NULL. */
+ * COPYed, the run COMPLETE with metrics, the task's outcome recorded. tick may be NULL.
+ * *written=false (and nothing changed) when the run is no longer PARSING for task_id. */
 CW_MUST_CHECK int db_run_complete(struct db *db, long run_id, const char *task_id,
                                   const struct run_rows *rows, const char *metrics_json,
                                   const char *result_json, const struct db_tick *tick,
-                                  struct cw_error *err);
-/* Records a final failure (status FAILED) or, with final=false, a pending retry due in
- * retry_in seconds (status stays PARSING) with the message, traceback and metrics. */
-CW_MUST_CHECK int db_run_record_error(struct db *db, long run_id, const char *task_id, bool final,
-                                      int retry_count, double retry_in, const char *message,
-                                      const char *traceback, const char *metrics_json,
+                                  bool *written, struct cw_error *err);
+
+/* A failure to record for a run. */
+struct db_run_error {
+    bool final;      /* FAILED; false: a pending retry (status stays PARSING) */
+    int retry_count; /* the run's retry_count from now on */
+    double retry_in; /* seconds until the retry is due (final=false) */
+    const char *message, *traceback, *metrics_json;
+    double stale_for; /* > 0: only while the run's heartbeat is at least this old (sweeper) */
+};
+/* Records e for the run and in the task's cworker_tasks record, in one statement.
+ * *written=false (and nothing changed) when the run is no longer PARSING for task_id. */
+CW_MUST_CHECK int db_run_record_error(struct db *db, long run_id, const char *task_id,
+                                      const struct db_run_error *e, bool *written,
                                       struct cw_error *err);
 
 /* A PARSING run a worker started whose heartbeat is older than the visibility timeout and

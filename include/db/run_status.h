@@ -25,7 +25,7 @@
 bool run_status_parse_id(const char *text, long *run_id);
 
 /* *out (caller owns) is the run's status, or NULL when there is no such run.
- * Errors: connection trouble is CW_ERR_TRANSIENT, anything else CW_ERR_PERMANENT. */
+ * Errors are classified by db/pg_error.h (a missing view adds "run `cworker migrate`"). */
 CW_MUST_CHECK int run_status_get(PGconn *conn, long run_id, json_object **out,
                                  struct cw_error *err);
 

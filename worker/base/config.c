@@ -3,10 +3,10 @@
 #include "mq/conn.h"
 #include "base/log.h"
 #include "base/xalloc.h"
+#include "db/pg.h"
 
 #include <errno.h>
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -133,31 +133,19 @@ static int parse_log_level(struct cw_config *cfg, const char *name, const char *
     return 0;
 }
 
-/* SQLAlchemy URLs name a driver ("postgresql+psycopg2://"); libpq wants "postgresql://". */
+/* SQLAlchemy URLs name a driver ("postgresql+psycopg2://"); libpq wants "postgresql://".
+ * A malformed URL is refused here, described without any of its text (libpq's own
+ * message would echo the offending token, which may be the password). */
 static int set_database_url(struct cw_config *cfg, const char *name, const char *value,
                             struct cw_error *err)
 {
-    const char *plus = strchr(value, '+');
-    const char *scheme_end = strstr(value, "://");
-    char *url = cw_xstrdup(value);
-    if (plus && scheme_end && plus < scheme_end)
-        memmove(url + (plus - value), url + (scheme_end - value),
-                strlen(value) - (size_t)(scheme_end - value) + 1);
-    char *why = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &why);
-    if (!opts) {
-        size_t n = why ? strlen(why) : 0;
-        while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
-            why[--n] = '\0';
-        CW_FAIL(err, CW_ERR_PERMANENT, "%s: not a valid PostgreSQL URL (%s)", name,
-                why ? why : "unparsable");
-        PQfreemem(why);
-        free(url);
+    char why[CW_ERROR_DETAIL_MAX - 64];
+    if (!pg_url_valid(value, why, sizeof why)) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "%s: not a valid PostgreSQL URL (%s)", name, why);
         return -1;
     }
-    PQconninfoFree(opts);
     free(cfg->database_url);
-    cfg->database_url = url;
+    cfg->database_url = pg_libpq_url(value);
     return 0;
 }
 
@@ -182,6 +170,7 @@ enum setting {
     SET_HTTP,
     SET_TASK_EVENTS,
     SET_DEBUG_ENTRY_DELAY,
+    SET_DEBUG_AFTER_COMMIT_DELAY,
     SET_LOG_LEVEL,
     SET_LOG_FORMAT,
     SET_MIGRATIONS_DIR,
@@ -210,6 +199,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_HTTP] = "CWORKER_HTTP",
     [SET_TASK_EVENTS] = "CELERY_SEND_EVENTS",
     [SET_DEBUG_ENTRY_DELAY] = "CWORKER_DEBUG_ENTRY_DELAY_MS",
+    [SET_DEBUG_AFTER_COMMIT_DELAY] = "CWORKER_DEBUG_AFTER_COMMIT_DELAY_MS",
     [SET_LOG_LEVEL] = "LOG_LEVEL",
     [SET_LOG_FORMAT] = "LOG_FORMAT",
     [SET_MIGRATIONS_DIR] = "CWORKER_MIGRATIONS_DIR",
@@ -282,6 +272,8 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return 0;
     case SET_DEBUG_ENTRY_DELAY:
         return parse_int(name, value, 0, 3600000, &cfg->debug_entry_delay_ms, err);
+    case SET_DEBUG_AFTER_COMMIT_DELAY:
+        return parse_int(name, value, 0, 3600000, &cfg->debug_after_commit_delay_ms, err);
     case SET_LOG_LEVEL:
         return parse_log_level(cfg, name, value, err);
     case SET_LOG_FORMAT:

@@ -1,5 +1,6 @@
 /* `cworker migrate`: applies migrations/NNN_*.sql in order, each once, under a lock. */
 #include "db/migrate.h"
+#include "db/pg.h"
 
 #include "base/log.h"
 #include "base/strbuf.h"
@@ -33,13 +34,6 @@ static void sql_files_free(struct sql_files *files);
 static CW_MUST_CHECK int read_whole_file(const char *path, struct strbuf *out,
                                          struct cw_error *err);
 static void sha256_hex(const char *data, size_t len, char out[65]);
-static char *libpq_url(const char *database_url);
-static void notice_to_debug(void *arg, const char *message);
-static CW_MUST_CHECK int connect_db(const char *database_url, PGconn **out, struct cw_error *err);
-static enum cw_error_class classify(PGconn *conn, const char *sqlstate);
-static int error_line(const char *sql, const char *position);
-static void fail_from_result(PGconn *conn, PGresult *res, const char *sql, const char *what,
-                             struct cw_error *err);
 static CW_MUST_CHECK int exec_command(PGconn *conn, const char *sql, const char *what,
                                       struct cw_error *err);
 static CW_MUST_CHECK int take_lock(PGconn *conn, struct cw_error *err);
@@ -62,7 +56,8 @@ int migrate_run(const char *database_url, const char *migrations_dir, struct cw_
     }
     if (list_sql_files(migrations_dir, &files, err) != 0)
         goto out;
-    if (connect_db(database_url, &conn, err) != 0)
+    conn = pg_connect(database_url, PG_ROLE_MIGRATE, err);
+    if (!conn)
         goto out;
     /* The lock comes before the ledger is created or read: a second worker starting at
      * the same moment waits here, then finds every file recorded. */
@@ -129,7 +124,7 @@ static int apply_file(PGconn *conn, const char *name, const char *sql, const cha
     PGresult *res;
     int rc = -1;
 
-    strbuf_appendf(&what, "migration %s", name);
+    strbuf_appendf(&what, "applying migration %s", name);
     if (exec_command(conn, "BEGIN", strbuf_cstr(&what), err) != 0)
         goto out;
     if (exec_command(conn, sql, strbuf_cstr(&what), err) != 0)
@@ -139,7 +134,7 @@ static int apply_file(PGconn *conn, const char *name, const char *sql, const cha
                        "VALUES ($1, $2)",
                        2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        fail_from_result(conn, res, NULL, strbuf_cstr(&what), err);
+        pg_fail(err, conn, res, strbuf_cstr(&what), NULL);
         PQclear(res);
         goto rollback;
     }
@@ -166,7 +161,7 @@ static int recorded_checksum(PGconn *conn, const char *name, char out[65], int *
                                  1, NULL, params, NULL, NULL, 0);
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fail_from_result(conn, res, NULL, "reading cworker_schema_migrations", err);
+        pg_fail(err, conn, res, "reading cworker_schema_migrations", NULL);
         PQclear(res);
         return -1;
     }
@@ -187,7 +182,7 @@ static int take_lock(PGconn *conn, struct cw_error *err)
     snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", MIGRATE_LOCK_KEY);
     res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fail_from_result(conn, res, NULL, "taking the migration lock", err);
+        pg_fail(err, conn, res, "taking the migration lock", NULL);
         PQclear(res);
         return -1;
     }
@@ -200,7 +195,7 @@ static int take_lock(PGconn *conn, struct cw_error *err)
     snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)", MIGRATE_LOCK_KEY);
     res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fail_from_result(conn, res, NULL, "waiting for the migration lock", err);
+        pg_fail(err, conn, res, "waiting for the migration lock", NULL);
         PQclear(res);
         return -1;
     }
@@ -211,123 +206,11 @@ static int take_lock(PGconn *conn, struct cw_error *err)
 /* Runs a command (several statements allowed); any result but an error is success. */
 static int exec_command(PGconn *conn, const char *sql, const char *what, struct cw_error *err)
 {
-    PGresult *res = PQexec(conn, sql);
-
-    switch (PQresultStatus(res)) {
-    case PGRES_COMMAND_OK:
-    case PGRES_TUPLES_OK:
-    case PGRES_EMPTY_QUERY:
-        PQclear(res);
-        return 0;
-    default:
-        fail_from_result(conn, res, sql, what, err);
-        PQclear(res);
+    PGresult *res = pg_exec(conn, what, sql, 0, NULL, err);
+    if (!res)
         return -1;
-    }
-}
-
-/* Transient when the connection is gone or the server says "try again" (connection
- * exceptions 08xxx, shutdown 57P0x, resources 53xxx, serialization/deadlock 40xxx);
- * any other SQL error is a defect in the migration and permanent. */
-static enum cw_error_class classify(PGconn *conn, const char *sqlstate)
-{
-    if (PQstatus(conn) == CONNECTION_BAD || sqlstate == NULL)
-        return CW_ERR_TRANSIENT;
-    if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P0", 4) == 0 ||
-        strncmp(sqlstate, "53", 2) == 0 || strncmp(sqlstate, "40", 2) == 0)
-        return CW_ERR_TRANSIENT;
-    return CW_ERR_PERMANENT;
-}
-
-/* The line of `sql` holding the server's 1-based character position (0 if unknown). */
-static int error_line(const char *sql, const char *position)
-{
-    long chars = position ? strtol(position, NULL, 10) : 0;
-    int line = 1;
-
-    if (sql == NULL || chars <= 0)
-        return 0;
-    /* The position counts characters, so skip UTF-8 continuation bytes. */
-    for (const char *p = sql; *p && chars > 1; p++) {
-        if (((unsigned char)*p & 0xC0) != 0x80)
-            chars--;
-        if (*p == '\n')
-            line++;
-    }
-    return line;
-}
-
-/* One line for the log: "<what>: <primary> [at line N] [(detail)] (SQLSTATE x)".
- * `sql` is the text that ran, to turn the error position into a line number. */
-static void fail_from_result(PGconn *conn, PGresult *res, const char *sql, const char *what,
-                             struct cw_error *err)
-{
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
-    int line = res ? error_line(sql, PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION)) : 0;
-    char text[CW_ERROR_DETAIL_MAX], where[32] = "";
-
-    if (line > 0)
-        snprintf(where, sizeof where, " at line %d", line);
-    /* No server message: libpq's own (connection lost), which ends in a newline. */
-    snprintf(text, sizeof text, "%s", primary ? primary : PQerrorMessage(conn));
-    text[strcspn(text, "\n")] = '\0';
-    CW_FAIL(err, classify(conn, state), "%s: %s%s%s%s%s (SQLSTATE %s)", what, text, where,
-            detail ? " (" : "", detail ? detail : "", detail ? ")" : "", state ? state : "none");
-}
-
-static int connect_db(const char *database_url, PGconn **out, struct cw_error *err)
-{
-    char *url = libpq_url(database_url);
-    /* expand_dbname: the URL's own settings override connect_timeout set before it. */
-    const char *keys[] = {"connect_timeout", "dbname", "application_name", NULL};
-    const char *values[] = {"10", url, "cworker-migrate", NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
-    char text[CW_ERROR_DETAIL_MAX];
-
-    free(url);
-    if (conn == NULL) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "connecting to PostgreSQL: out of memory");
-        return -1;
-    }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        /* libpq's message names host and user, never the password or the URL. */
-        snprintf(text, sizeof text, "%s", PQerrorMessage(conn));
-        text[strcspn(text, "\n")] = '\0';
-        CW_FAIL(err, CW_ERR_TRANSIENT, "connecting to PostgreSQL: %s", text);
-        PQfinish(conn);
-        return -1;
-    }
-    PQsetNoticeProcessor(conn, notice_to_debug, NULL);
-    *out = conn;
+    PQclear(res);
     return 0;
-}
-
-/* "relation already exists, skipping" is the expected outcome on an Alembic-made
- * database; keep such notices out of the operator's way. */
-static void notice_to_debug(void *arg, const char *message)
-{
-    (void)arg;
-    log_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
-}
-
-/* The Python application's DATABASE_URL may name a SQLAlchemy driver
- * (postgresql+psycopg2://); libpq only knows postgresql:// and postgres://.
- * Returns a new string the caller frees. */
-static char *libpq_url(const char *database_url)
-{
-    const char *sep = strstr(database_url, "://");
-    const char *plus = strchr(database_url, '+');
-    struct strbuf sb = STRBUF_INIT;
-
-    if (sep == NULL || plus == NULL || plus > sep ||
-        (strncmp(database_url, "postgresql+", 11) != 0 &&
-         strncmp(database_url, "postgres+", 9) != 0))
-        return cw_xstrdup(database_url);
-    strbuf_append_str(&sb, "postgresql");
-    strbuf_append_str(&sb, sep);
-    return strbuf_steal(&sb);
 }
 
 static void sha256_hex(const char *data, size_t len, char out[65])

@@ -2,6 +2,7 @@
  * cworker_worker_metrics views. PostgreSQL builds the JSON (json_build_object keeps the key
  * order and the types); this file only adds progress and turns rows into json-c objects. */
 #include "db/run_status.h"
+#include "db/pg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -75,48 +76,30 @@ bool run_status_parse_id(const char *text, long *run_id)
     return true;
 }
 
-/* libpq's messages end in a newline and may span lines: one line for logs and JSON. */
-static void one_line(char *s)
+/* 42P01/42883: the views or their helper are missing, the usual cause of which is a
+ * database that was never migrated. Say so rather than leave the operator guessing. */
+static void hint_unmigrated(const PGresult *res, struct cw_error *err)
 {
-    for (char *p = s; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-    size_t n = strlen(s);
-    while (n && s[n - 1] == ' ')
-        s[--n] = '\0';
-}
-
-static int fail_query(PGconn *conn, const PGresult *res, const char *what, struct cw_error *err)
-{
-    char msg[CW_ERROR_DETAIL_MAX];
-    const char *detail = res ? PQresultErrorMessage(res) : "";
-    snprintf(msg, sizeof msg, "%s", *detail ? detail : conn ? PQerrorMessage(conn) : "");
-    one_line(msg);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    /* 42P01/42883: the views or their helper are missing, the usual cause of which is a
-     * database that was never migrated. Say so rather than leave the operator guessing. */
-    bool unmigrated = state && (strcmp(state, "42P01") == 0 || strcmp(state, "42883") == 0);
-    bool transient = !conn || PQstatus(conn) != CONNECTION_OK || !state ||
-                     strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0;
-    CW_FAIL(err, transient ? CW_ERR_TRANSIENT : CW_ERR_PERMANENT, "database error while %s: %s%s",
-            what, msg, unmigrated ? " (run `cworker migrate`)" : "");
-    return -1;
+    if (!state || (strcmp(state, "42P01") != 0 && strcmp(state, "42883") != 0))
+        return;
+    size_t n = strlen(err->message);
+    snprintf(err->message + n, sizeof err->message - n, " (run `cworker migrate`)");
 }
 
 /* Runs sql with the optional parameter; returns the result (caller clears) or NULL. */
 static PGresult *query(PGconn *conn, const char *what, const char *sql, const char *param,
                        struct cw_error *err)
 {
-    if (!conn) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "database error while %s: not connected", what);
-        return NULL;
-    }
     const char *values[] = {param};
+    if (!conn)
+        return pg_exec(conn, what, sql, 0, NULL, err);
     PGresult *res =
         PQexecParams(conn, sql, param ? 1 : 0, NULL, param ? values : NULL, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) >= 1)
         return res;
-    fail_query(conn, res, what, err);
+    pg_fail(err, conn, res, what, sql);
+    hint_unmigrated(res, err);
     PQclear(res);
     return NULL;
 }

@@ -1,6 +1,7 @@
 /* Stuck-run sweep: claim for a retry, or fail when the retries are spent. */
 #include "executor/sweeper.h"
 #include "base/log.h"
+#include "db/run_metrics.h"
 #include "tasks/retry_policy.h"
 
 #include <stdio.h>
@@ -15,18 +16,30 @@ static json_object *requeue_entry(const struct db_stuck_run *r)
     return o;
 }
 
+/* Only while the run is still PARSING for the stuck task and its heartbeat still old: an
+ * owner that finished (or a sweeper that claimed it) in the meantime wins. */
 static int fail_exhausted(struct db *db, const struct cw_config *cfg, const struct db_stuck_run *r,
                           const char *why, struct cw_error *err)
 {
     char message[512];
     snprintf(message, sizeof message, "Failed after %d retries: %s", cfg->max_retries, why);
-    char metrics[160];
-    snprintf(metrics, sizeof metrics,
-             "{\"duration_seconds\": 0, \"retry_count\": %d, \"error_type\": "
-             "\"transient_exhausted\"}",
-             r->retry_count);
-    return db_run_record_error(db, r->run_id, r->task_id, true, r->retry_count, 0, message, why,
-                               metrics, err);
+    json_object *metrics = run_failure_metrics(0, r->retry_count, "transient_exhausted");
+    struct db_run_error e = {
+        .final = true,
+        .retry_count = r->retry_count,
+        .message = message,
+        .traceback = why,
+        .metrics_json = json_object_to_json_string_ext(metrics, JSON_C_TO_STRING_PLAIN),
+        .stale_for = cfg->visibility_timeout,
+    };
+    bool written = false;
+    int rc = db_run_record_error(db, r->run_id, r->task_id, &e, &written, err);
+    json_object_put(metrics);
+    if (rc == 0 && written)
+        log_warn("stuck run %ld failed: %s", r->run_id, why);
+    else if (rc == 0)
+        log_info("stuck run %ld was finished or claimed meanwhile; left as it is", r->run_id);
+    return rc;
 }
 
 /* One candidate, under its run lock (held only if the owner is gone). */
@@ -36,10 +49,8 @@ static int sweep_one(struct db *db, const struct cw_config *cfg, const struct db
     char why[256];
     snprintf(why, sizeof why, "no heartbeat for %.0f s; the worker running it is gone",
              r->silent_for);
-    if (r->retry_count >= cfg->max_retries) {
-        log_warn("stuck run %ld failed: %s", r->run_id, why);
+    if (r->retry_count >= cfg->max_retries)
         return fail_exhausted(db, cfg, r, why, err);
-    }
     char message[512];
     snprintf(message, sizeof message, "Transient error (retry %d): %s", r->retry_count + 1, why);
     bool claimed = false;

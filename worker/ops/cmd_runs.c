@@ -6,8 +6,8 @@
 #include "ops/cmd_common.h"
 #include "ops/commands.h"
 #include "db/db.h"
+#include "db/pg.h"
 
-#include <ctype.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -77,39 +77,18 @@ static const struct cmd_spec retry_spec = {
 
 /* ---- database ---- */
 
-static int fail_pg(PGconn *conn, const PGresult *res, const char *what, struct cw_error *err)
-{
-    char msg[CW_ERROR_DETAIL_MAX];
-    size_t n;
-
-    snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-    n = strlen(msg);
-    while (n > 0 && isspace((unsigned char)msg[n - 1]))
-        msg[--n] = '\0';
-    CW_FAIL(err, PQstatus(conn) == CONNECTION_OK ? CW_ERR_PERMANENT : CW_ERR_TRANSIENT,
-            "database error during %s: %s", what, msg);
-    return -1;
-}
-
 /* A parameterised statement; the result (caller clears) or NULL with err filled. */
 static PGresult *query(struct db *db, const char *what, const char *sql, int n,
                        const char *const *values, struct cw_error *err)
 {
-    PGresult *res = PQexecParams(db->conn, sql, n, NULL, values, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(res);
-
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-        return res;
-    fail_pg(db->conn, res, what, err);
-    PQclear(res);
-    return NULL;
+    return pg_exec(db->conn, what, sql, n, values, err);
 }
 
 static int db_open(struct db *db, const struct cw_config *cfg, struct cw_error *err)
 {
     PGresult *res;
 
-    if (db_connect(db, cfg->database_url, err) != 0)
+    if (db_connect_as(db, cfg->database_url, PG_ROLE_CLI, err) != 0)
         return -1;
     /* timestamps in the JSON as UTC, whatever the server's or role's TimeZone */
     res = query(db, "SET TimeZone", "SET TIME ZONE 'UTC'", 0, NULL, err);

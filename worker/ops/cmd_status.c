@@ -4,6 +4,7 @@
 #include "ops/cmd_common.h"
 #include "ops/commands.h"
 #include "db/db.h"
+#include "db/pg.h"
 #include "db/run_status.h"
 
 #include <stdio.h>
@@ -72,7 +73,8 @@ static int fetch_and_print(const struct cmd_spec *spec, const struct cw_config *
     struct cw_error err;
     json_object *out = NULL;
     int rc = CMD_EXIT_FAILED;
-    if (db_connect(&db, cfg->database_url, &err) != 0 || fn(db.conn, run_id, &out, &err) != 0) {
+    if (db_connect_as(&db, cfg->database_url, PG_ROLE_CLI, &err) != 0 ||
+        fn(db.conn, run_id, &out, &err) != 0) {
         cmd_report(spec, cfg, &err);
         goto done;
     }

@@ -6,6 +6,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "ops/prometheus.h"
+#include "db/pg.h"
 #include "db/run_status.h"
 #include "base/strbuf.h"
 
@@ -46,18 +47,6 @@ enum endpoint { EP_NONE, EP_HEALTHZ, EP_METRICS, EP_RUN_STATUS, EP_WORKER_METRIC
 
 /* ---- the database connection ---- */
 
-static void db_note_error(struct http_state *st, const char *what, const char *detail)
-{
-    /* libpq's messages span lines ("...failed\n\tIs the server running..."): one line. */
-    snprintf(st->db_error, sizeof st->db_error, "%s: %s", what, detail);
-    for (char *p = st->db_error; *p; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-    size_t n = strlen(st->db_error);
-    while (n && st->db_error[n - 1] == ' ')
-        st->db_error[--n] = '\0';
-}
-
 /* Connects when not connected (at most once per DB_RETRY_INTERVAL). Call with db_lock. */
 static PGconn *db_get(struct http_state *st)
 {
@@ -71,13 +60,13 @@ static PGconn *db_get(struct http_state *st)
     if (now < st->db_retry_at)
         return NULL;
     st->db_retry_at = now + DB_RETRY_INTERVAL;
-    /* connect_timeout first: a value in DATABASE_URL (expanded from dbname) wins. */
-    const char *keys[] = {"connect_timeout", "dbname", NULL};
-    const char *values[] = {DB_CONNECT_TIMEOUT, st->cfg->database_url, NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        db_note_error(st, "cannot connect to PostgreSQL", PQerrorMessage(conn));
-        PQfinish(conn);
+    struct cw_error err;
+    PGconn *conn =
+        pg_connect_timeout(st->cfg->database_url, PG_ROLE_HTTP, DB_CONNECT_TIMEOUT, &err);
+    if (!conn) {
+        /* one line already (db/pg.h), and cut to fit */
+        snprintf(st->db_error, sizeof st->db_error, "%.*s", (int)sizeof st->db_error - 1,
+                 err.message);
         return NULL;
     }
     /* A stuck query must not hold every later request behind db_lock. */

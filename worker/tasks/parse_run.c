@@ -10,6 +10,10 @@
 #include "ingest/storage.h"
 #include "tasks/task.h"
 #include "base/xalloc.h"
+#include "db/pg.h"
+#include "db/run_metrics.h"
+
+#include <stdint.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +92,8 @@ static int copy_tick(void *ctx, struct cw_error *err)
 {
     struct parse_state *st = ctx;
     struct db *db = st->ctx->heartbeat_db;
-    if (db && !db->conn && db_connect(db, st->ctx->cfg->database_url, err) != 0)
+    if (db && !db->conn &&
+        db_connect_as(db, st->ctx->cfg->database_url, PG_ROLE_HEARTBEAT, err) != 0)
         return -1;
     return check_clock_on(st, db && db->conn ? db : st->ctx->db, err);
 }
@@ -276,9 +281,9 @@ static const char *to_json(json_object *o)
     return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 }
 
-/* Steps 3-6: files, parse, one transaction. */
+/* Steps 3-6: files, parse, one transaction. *written=false: the run was no longer ours. */
 static int parse_and_store(struct parse_state *st, const struct celery_task *msg,
-                           json_object **result, struct cw_error *err)
+                           json_object **result, bool *written, struct cw_error *err)
 {
     struct db_file *files = NULL;
     size_t nfiles = 0;
@@ -303,23 +308,11 @@ static int parse_and_store(struct parse_state *st, const struct celery_task *msg
         *result = build_result(st, duration);
         struct db_tick tick = {copy_tick, st};
         rc = db_run_complete(st->ctx->db, st->run_id, msg->id, &st->rows, to_json(metrics),
-                             to_json(*result), &tick, err);
+                             to_json(*result), &tick, written, err);
         json_object_put(metrics);
     }
     json_object_put(kinds);
     return rc;
-}
-
-static json_object *failure_metrics(const struct task_context *ctx, int retry_count,
-                                    const char *error_type)
-{
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "duration_seconds",
-                           json_object_new_double(clock_monotonic() - ctx->started));
-    json_object_object_add(m, "retry_count", json_object_new_int(retry_count));
-    json_object_object_add(m, "error_type",
-                           json_object_new_string(error_type ? error_type : "transient"));
-    return m;
 }
 
 /* The database connection itself is gone: an outage, not this task's fault. Nothing can
@@ -327,6 +320,30 @@ static json_object *failure_metrics(const struct task_context *ctx, int retry_co
 static bool database_outage(struct task_context *ctx)
 {
     return !db_ensure_connected(ctx->db);
+}
+
+/* The run is no longer PARSING for this task: its outcome was written by another
+ * execution (or a new parse started), and this one's is dropped rather than overwrite it. */
+static void skip_not_ours(struct task_context *ctx, struct task_report *report, const char *what)
+{
+    struct db_run run = {0};
+    bool found = false;
+    struct cw_error ignored;
+    if (db_run_load(ctx->db, report->run_id, &run, &found, &ignored) != 0 || !found)
+        snprintf(run.status, sizeof run.status, "%s", found ? "in an unknown state" : "gone");
+    log_warn("run %ld is %s under task %s, no longer PARSING for this task: its %s is not "
+             "recorded",
+             report->run_id, run.status, run.task_id[0] ? run.task_id : "(none)", what);
+    report->outcome = TASK_SKIPPED;
+}
+
+/* Tests only (CWORKER_DEBUG_AFTER_COMMIT_DELAY_MS): a pause after the result's COMMIT and
+ * before the outcome is reported, so a test can kill the executor in between. */
+static void debug_after_commit(const struct cw_config *cfg)
+{
+    double until = clock_monotonic() + cfg->debug_after_commit_delay_ms / 1000.0;
+    while (clock_monotonic() < until)
+        usleep(20000);
 }
 
 static void record_failure(struct task_context *ctx, const struct celery_task *msg,
@@ -346,10 +363,17 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
     struct strbuf tb = STRBUF_INIT;
     cw_error_format_traceback(&report->err, &tb);
     int retry_count = d.retry ? d.next_retries : msg->retries;
-    json_object *metrics = failure_metrics(ctx, retry_count, d.error_type);
+    json_object *metrics =
+        run_failure_metrics(clock_monotonic() - ctx->started, retry_count, d.error_type);
+    struct db_run_error e = {.final = !d.retry,
+                             .retry_count = retry_count,
+                             .retry_in = d.delay,
+                             .message = message,
+                             .traceback = strbuf_cstr(&tb),
+                             .metrics_json = to_json(metrics)};
     struct cw_error werr;
-    int rc = db_run_record_error(ctx->db, report->run_id, msg->id, !d.retry, retry_count, d.delay,
-                                 message, strbuf_cstr(&tb), to_json(metrics), &werr);
+    bool written = false;
+    int rc = db_run_record_error(ctx->db, report->run_id, msg->id, &e, &written, &werr);
     json_object_put(metrics);
     strbuf_free(&tb);
     if (rc != 0) {
@@ -357,6 +381,10 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
          * the same way every time, so the delivery is settled rather than looped. */
         log_error("could not record the failure of run %ld: %s", report->run_id, werr.message);
         report->outcome = werr.cls == CW_ERR_TRANSIENT ? TASK_REQUEUE : TASK_FAILED;
+        return;
+    }
+    if (!written) {
+        skip_not_ours(ctx, report, "failure");
         return;
     }
     log_warn("%s", message);
@@ -422,8 +450,14 @@ static void run_locked(struct task_context *ctx, const struct celery_task *msg,
     st.error_details = json_object_new_array();
     st.warning_details = json_object_new_array();
     run_rows_init(&st.rows, report->run_id);
-    if (claimed == 1 && parse_and_store(&st, msg, &report->result, &report->err) == 0) {
-        report->outcome = TASK_SUCCEEDED;
+    bool written = false;
+    if (claimed == 1 && parse_and_store(&st, msg, &report->result, &written, &report->err) == 0) {
+        if (written && ctx->cfg->debug_after_commit_delay_ms > 0)
+            debug_after_commit(ctx->cfg);
+        if (written)
+            report->outcome = TASK_SUCCEEDED;
+        else
+            skip_not_ours(ctx, report, "result");
     } else {
         CW_WRAP(&report->err, "parse_run(%ld), task %s, retries %d", report->run_id, msg->id,
                 msg->retries);
@@ -443,13 +477,22 @@ void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
         return;
     }
     log_set_task(msg->id, report->run_id);
+    if (report->run_id < 1 || report->run_id > INT32_MAX) {
+        /* ingestion_runs.id is a serial: no row can hold it, now or on a redelivery. */
+        CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found (run ids are 1 to %d)",
+                report->run_id, INT32_MAX);
+        report->outcome = TASK_FAILED;
+        return;
+    }
     /* Another delivery of the same run (a retry, a duplicate click) may be executing: wait
      * for it, so this one then sees its outcome. If it is still running after the wait,
      * the application's commit for this delivery is long past and the other run's final
      * write will overwrite it; this delivery is dropped. */
     bool locked = false;
     if (db_run_lock_wait(ctx->db, report->run_id, RUN_LOCK_WAIT_S, &locked, &report->err) != 0) {
-        report->outcome = TASK_REQUEUE;
+        /* Only an outage is worth a redelivery; anything else would fail the same way in a
+         * loop. */
+        report->outcome = report->err.cls == CW_ERR_TRANSIENT ? TASK_REQUEUE : TASK_FAILED;
         return;
     }
     if (!locked) {

@@ -16,6 +16,8 @@
 
 /* A publisher confirm: every publish up to tag (multiple) or tag alone, acked or nacked. */
 typedef void (*mq_confirm_fn)(void *ctx, uint64_t tag, bool multiple, bool ack);
+/* The answer to an mq_conn_request_count, in the order the requests were sent. */
+typedef void (*mq_count_fn)(void *ctx, uint32_t messages);
 
 struct mq_conn {
     amqp_connection_state_t state; /* NULL when closed */
@@ -24,8 +26,9 @@ struct mq_conn {
     uint64_t next_publish_seq;     /* delivery tag the broker will confirm next */
     bool blocked;                  /* the broker sent connection.blocked (a resource alarm) */
     char blocked_reason[128];
-    mq_confirm_fn on_confirm; /* called for each confirm read (set after mq_conn_open) */
-    void *confirm_ctx;
+    mq_confirm_fn on_confirm; /* each confirm read (set after mq_conn_open); may abandon c */
+    mq_count_fn on_count;     /* each queue count read */
+    void *confirm_ctx;        /* for both */
 };
 
 #define MQ_CHANNEL       1
@@ -70,6 +73,9 @@ CW_MUST_CHECK int mq_conn_declare_queue(struct mq_conn *c, const char *name,
 CW_MUST_CHECK int mq_conn_bind(struct mq_conn *c, const char *queue, const char *exchange,
                                const char *routing_key, struct cw_error *err);
 
+/* The same without waiting for qos-ok (read later with the deliveries and ignored). */
+CW_MUST_CHECK int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch,
+                                              struct cw_error *err);
 CW_MUST_CHECK int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, struct cw_error *err);
 /* no_ack: the broker forgets each message once sent (remote control requests, which kombu
  * also consumes that way); such a consumer is not bound by the prefetch window. */
@@ -109,6 +115,10 @@ CW_MUST_CHECK int mq_conn_publish(struct mq_conn *c, const char *exchange, const
                                   struct cw_error *err);
 
 /* Passive declare: message count of a queue (for status and tests). */
+/* Asks for a queue's message count without waiting (a passive queue.declare); the answer
+ * comes through on_count from mq_conn_pump. The queue must exist: a missing one closes
+ * the channel, which mq_conn_pump reports as an error. */
+CW_MUST_CHECK int mq_conn_request_count(struct mq_conn *c, const char *queue, struct cw_error *err);
 CW_MUST_CHECK int mq_conn_queue_count(struct mq_conn *c, const char *queue, uint32_t *messages,
                                       struct cw_error *err);
 

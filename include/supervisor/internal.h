@@ -13,6 +13,7 @@
 
 #include "executor/protocol.h"
 #include "mq/conn.h"
+#include "mq/connector.h"
 #include "supervisor/delivery.h"
 #include "celery/events.h"
 #include "celery/message.h"
@@ -46,9 +47,12 @@ struct executor {
 
 /* A publish whose confirm settles a delivery (confirms.c). */
 struct sup_publish {
-    uint64_t seq;               /* the publisher's confirm tag */
     struct delivery *d;         /* in CONFIRMING */
     enum delivery_state on_ack; /* RETRIED or DEAD_LETTERED */
+    char *routing_key;          /* on the default exchange; owned */
+    struct mq_message_copy msg; /* what is published, kept until confirmed */
+    bool sent;                  /* on the current publisher connection */
+    uint64_t seq;               /* its confirm tag there */
     double sent_at;             /* monotonic */
 };
 
@@ -67,7 +71,11 @@ struct supervisor {
     double reconnect_at;
     double reconnect_delay;
     double publisher_retry_at; /* no new publisher connection before this (monotonic) */
-    bool blocked_logged;       /* a connection.blocked was reported and not yet cleared */
+    double publisher_delay;    /* backoff between failed publisher connection attempts */
+    struct mq_connector consumer_connector, publisher_connector;
+    int counts_outstanding; /* delay-queue counts asked for and not answered yet */
+    long count_sum;
+    bool blocked_logged; /* a connection.blocked was reported and not yet cleared */
     struct executor *execs;
     int nexec;
     struct delivery *deliveries;   /* every delivery not yet collected, in arrival order */
@@ -114,7 +122,7 @@ bool sup_move(struct supervisor *s, struct delivery *d, enum delivery_state to);
  * rejects it with requeue. A failed ack or reject is a lost connection. */
 void sup_settle(struct supervisor *s, struct delivery *d, enum delivery_state to);
 /* The consumer connection is gone: every delivery that came on it is ORPHANED at once
- * (the broker redelivers them), both connections are dropped, reconnecting starts now. */
+ * (the broker redelivers them), and reconnecting starts now. */
 void sup_consumer_lost(struct supervisor *s, const struct cw_error *err);
 /* Frees settled deliveries no executor holds any more. Called once a round from the loop
  * only, so a delivery a caller holds stays valid through whatever that caller calls. */
@@ -128,6 +136,9 @@ void sup_ensure_consumer(struct supervisor *s, double now);
 /* True while the broker has blocked our connections (a resource alarm). */
 bool sup_broker_blocked(const struct supervisor *s);
 void sup_tend_publisher(struct supervisor *s);
+/* Opens the publisher connection when it is down (in a connector thread). */
+void sup_ensure_publisher(struct supervisor *s, double now);
+void sup_on_count(void *ctx, uint32_t messages);
 /* Sends one message on the publisher connection without waiting; *seq (may be NULL) gets
  * its confirm tag. */
 int sup_publish_raw(struct supervisor *s, const char *exchange, const char *routing_key,
@@ -135,29 +146,33 @@ int sup_publish_raw(struct supervisor *s, const char *exchange, const char *rout
                     struct cw_error *err);
 
 /* confirms.c */
-/* Publishes d's retry or dead letter to routing_key on the default exchange: d goes to
- * CONFIRMING and the broker's confirm settles it as on_ack (a nack or a dead publisher
- * requeues it). -1 with err when it could not even be sent (d unchanged). */
-int sup_publish_settling(struct supervisor *s, struct delivery *d, enum delivery_state on_ack,
-                         const char *routing_key, const amqp_basic_properties_t *props,
-                         amqp_bytes_t body, struct cw_error *err);
+/* Publishes d's retry or dead letter to routing_key on the default exchange (a copy is
+ * kept): d goes to CONFIRMING and the broker's confirm settles it as on_ack; a nack
+ * requeues it. Sent now if a publisher connection is up, else when one is. */
+void sup_publish_settling(struct supervisor *s, struct delivery *d, enum delivery_state on_ack,
+                          const char *routing_key, const amqp_basic_properties_t *props,
+                          amqp_bytes_t body);
+/* Sends what waits for a publisher connection. */
+void sup_flush_publishes(struct supervisor *s);
 void sup_on_confirm(void *ctx, uint64_t tag, bool multiple, bool ack);
-/* The publisher connection is gone: every delivery waiting for a confirm is requeued. */
-void sup_fail_publishes(struct supervisor *s, const char *why);
+/* The publisher connection is gone: what it had not confirmed is sent again on the next. */
+void sup_unsend_publishes(struct supervisor *s);
 /* The consumer connection is gone: the waiting deliveries are orphaned, forget them. */
 void sup_forget_publishes(struct supervisor *s);
+void sup_free_publishes(struct supervisor *s);
 bool sup_confirm_overdue(const struct supervisor *s, double now);
 /* deliveries.c */
 void sup_read_deliveries(struct supervisor *s);
-/* Publishes d's original message to <queue>.dead with the reason, then acks it (requeues
- * it when the publish fails). */
+/* Publishes d's original message to <queue>.dead with the reason; the broker's confirm
+ * acks d (confirms.c). */
 void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reason);
 void sup_on_started(struct supervisor *s, struct executor *e, uint64_t seq);
 void sup_on_refused(struct supervisor *s, struct executor *e, uint64_t seq, const char *reason);
 /* executors.c */
-/* In a freshly forked child: closes the supervisor's broker sockets and channels (the
- * parent keeps its own copies open). */
-void sup_close_inherited(struct supervisor *s);
+/* In a freshly forked child: closes every descriptor but stdin/out/err and keep (its
+ * channel): the supervisor's broker sockets, other channels, a connector thread's socket.
+ * The parent keeps its own copies open. */
+void sup_close_inherited(int keep);
 void sup_respawn_executors(struct supervisor *s, double now);
 void sup_reap_children(struct supervisor *s, double now);
 void sup_enforce_hard_limits(struct supervisor *s, double now);
@@ -196,7 +211,10 @@ void sup_rpc_not_registered(struct supervisor *s, const struct celery_task *t);
 void sup_rpc_revoked(struct supervisor *s, const struct celery_task *t, const char *reason);
 
 /* control.c: remote control (celery inspect / celery control). */
-CW_MUST_CHECK int sup_control_declare(struct supervisor *s, struct cw_error *err);
+/* Declares the remote-control and events topology on c (in the consumer's connector
+ * thread: reads only cfg). */
+CW_MUST_CHECK int sup_control_declare(const struct cw_config *cfg, struct mq_conn *c,
+                                      struct cw_error *err);
 bool sup_control_owns(const struct supervisor *s, amqp_bytes_t consumer_tag);
 void sup_control_handle(struct supervisor *s, const amqp_envelope_t *env);
 bool sup_is_revoked(const struct supervisor *s, const char *task_id);

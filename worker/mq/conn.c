@@ -289,6 +289,13 @@ int mq_conn_bind(struct mq_conn *c, const char *queue, const char *exchange,
     return 0;
 }
 
+int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch, struct cw_error *err)
+{
+    amqp_basic_qos_t req = {.prefetch_size = 0, .prefetch_count = prefetch, .global = 1};
+    int status = amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_QOS_METHOD, &req);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.qos");
+}
+
 int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, struct cw_error *err)
 {
     /* global: one window for the channel's consumers, and a change applies at once
@@ -363,6 +370,17 @@ static bool note_confirm(struct mq_conn *c, amqp_method_t m)
     return false;
 }
 
+/* queue.declare-ok of an mq_conn_request_count. */
+static bool note_count(struct mq_conn *c, amqp_method_t m)
+{
+    if (m.id != AMQP_QUEUE_DECLARE_OK_METHOD)
+        return false;
+    const amqp_queue_declare_ok_t *ok = m.decoded;
+    if (c->on_count)
+        c->on_count(c->confirm_ctx, ok->message_count);
+    return true;
+}
+
 /* One frame if one has arrived: 1 read (or nothing to do with it), 0 none, -1 the
  * connection failed or the broker closed it. */
 static int read_frame(struct mq_conn *c, const char *what, struct cw_error *err)
@@ -375,7 +393,7 @@ static int read_frame(struct mq_conn *c, const char *what, struct cw_error *err)
     if (status != AMQP_STATUS_OK)
         return fail_status(err, c, status, "reading a frame");
     if (frame.frame_type != AMQP_FRAME_METHOD || note_blocking(c, frame.payload.method) ||
-        note_confirm(c, frame.payload.method))
+        note_confirm(c, frame.payload.method) || note_count(c, frame.payload.method))
         return 1;
     switch (frame.payload.method.id) {
     case AMQP_CHANNEL_CLOSE_METHOD:
@@ -506,6 +524,14 @@ int mq_conn_publish(struct mq_conn *c, const char *exchange, const char *routing
         return -1;
     }
     return 0;
+}
+
+int mq_conn_request_count(struct mq_conn *c, const char *queue, struct cw_error *err)
+{
+    amqp_queue_declare_t req = {
+        .queue = amqp_cstring_bytes(queue), .passive = 1, .arguments = amqp_empty_table};
+    int status = amqp_send_method(c->state, MQ_CHANNEL, AMQP_QUEUE_DECLARE_METHOD, &req);
+    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "queue.declare (count)");
 }
 
 int mq_conn_queue_count(struct mq_conn *c, const char *queue, uint32_t *messages,

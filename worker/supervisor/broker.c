@@ -1,4 +1,5 @@
-/* Supervisor: the consumer and publisher AMQP connections, confirmed publishing, QoS. */
+/* Supervisor: the consumer and publisher AMQP connections (opened by connector threads, so
+ * the loop never waits for a broker), publishing, queue counts, connection.blocked, QoS. */
 #include "base/clock.h"
 #include "base/log.h"
 #include "supervisor/internal.h"
@@ -18,77 +19,120 @@ static int base_prefetch(const struct cw_config *cfg)
     return prefetch > 60000 ? 60000 : prefetch;
 }
 
-static int open_consumer(struct supervisor *s, struct cw_error *err)
+/* In the connector's thread: reads only the configuration. */
+static int open_consumer(const void *arg, struct mq_conn *c, struct cw_error *err)
 {
-    const struct cw_config *cfg = s->cfg;
-    if (mq_conn_open(&s->consumer, cfg->broker_url, cfg->broker_heartbeat, err) != 0)
+    const struct cw_config *cfg = arg;
+    if (mq_conn_open(c, cfg->broker_url, cfg->broker_heartbeat, err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++)
-        if (mq_conn_declare_topology(&s->consumer, cfg->queues[q], cfg->retry_delays,
-                                     cfg->nretry_delays, err) != 0)
+        if (mq_conn_declare_topology(c, cfg->queues[q], cfg->retry_delays, cfg->nretry_delays,
+                                     err) != 0)
             return -1;
-    s->prefetch = base_prefetch(cfg);
-    if (mq_conn_set_prefetch(&s->consumer, (uint16_t)s->prefetch, err) != 0)
+    if (mq_conn_set_prefetch(c, (uint16_t)base_prefetch(cfg), err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++) {
         char tag[64];
         sup_consumer_tag(q, tag, sizeof tag);
-        if (mq_conn_consume(&s->consumer, cfg->queues[q], tag, false, err) != 0)
+        if (mq_conn_consume(c, cfg->queues[q], tag, false, err) != 0)
             return -1;
     }
-    if (sup_control_declare(s, err) != 0) {
+    if (sup_control_declare(cfg, c, err) != 0) {
         CW_WRAP(err, "declaring remote control and events");
         return -1;
     }
     return 0;
 }
 
-void sup_ensure_consumer(struct supervisor *s, double now)
+static int open_publisher(const void *arg, struct mq_conn *c, struct cw_error *err)
 {
-    if (mq_conn_is_open(&s->consumer) || s->draining || now < s->reconnect_at)
-        return;
-    struct cw_error err;
-    if (open_consumer(s, &err) != 0) {
-        mq_conn_abandon(&s->consumer);
-        log_warn("cannot reach the broker (next try in %.0f s): %s", s->reconnect_delay,
-                 err.message);
-        s->reconnect_at = now + s->reconnect_delay;
-        s->reconnect_delay = fmin(s->reconnect_delay * 2, MAX_RECONNECT_DELAY);
-        return;
-    }
+    const struct cw_config *cfg = arg;
+    /* Heartbeats too: the loop pumps it every round (sup_tend_publisher), so a half-open
+     * publisher connection is noticed before a publish depends on it. */
+    if (mq_conn_open(c, cfg->broker_url, cfg->broker_heartbeat, err) != 0 ||
+        mq_conn_enable_confirms(c, err) != 0)
+        return -1;
+    return 0;
+}
+
+static void consumer_ready(struct supervisor *s, struct mq_conn *c)
+{
+    s->consumer = *c;
     s->generation++;
+    s->prefetch = base_prefetch(s->cfg);
     s->reconnect_delay = 1;
     log_info("connected to the broker at %s, consuming %d queue(s) with concurrency %d",
              s->consumer.where, s->cfg->nqueues, s->cfg->concurrency);
 }
 
-/* The publisher failed: drop it, and do not try again for a while, so a broker that
- * stopped answering costs the loop one bounded attempt now and then, not one per publish. */
-static void publisher_failed(struct supervisor *s, const char *why)
+void sup_ensure_consumer(struct supervisor *s, double now)
 {
-    mq_conn_abandon(&s->publisher);
-    sup_fail_publishes(s, why);
-    s->publisher_retry_at = clock_monotonic() + fmin(s->reconnect_delay, MAX_RECONNECT_DELAY);
+    struct mq_conn c;
+    bool ok;
+    struct cw_error err;
+    if (mq_connector_poll(&s->consumer_connector, &c, &ok, &err)) {
+        if (ok && !s->draining) {
+            consumer_ready(s, &c);
+        } else if (ok) {
+            mq_conn_close(&c); /* shutting down meanwhile */
+        } else {
+            log_warn("cannot reach the broker (next try in %.0f s): %s", s->reconnect_delay,
+                     err.message);
+            s->reconnect_at = now + s->reconnect_delay;
+            s->reconnect_delay = fmin(s->reconnect_delay * 2, MAX_RECONNECT_DELAY);
+        }
+    }
+    if (mq_conn_is_open(&s->consumer) || s->draining || now < s->reconnect_at ||
+        mq_connector_busy(&s->consumer_connector))
+        return;
+    if (!mq_connector_start(&s->consumer_connector, open_consumer, s->cfg, &err)) {
+        log_error("%s", err.message);
+        s->reconnect_at = now + s->reconnect_delay;
+    }
 }
 
-static int ensure_publisher(struct supervisor *s, struct cw_error *err)
+/* The publisher failed: drop it; what it had not confirmed goes out on the next one. */
+static void publisher_failed(struct supervisor *s)
 {
-    if (mq_conn_is_open(&s->publisher))
-        return 0;
-    if (clock_monotonic() < s->publisher_retry_at) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "the publisher connection is down (retrying shortly)");
-        return -1;
-    }
-    /* Heartbeats too: the loop pumps it every round (sup_tend_publisher), so a half-open
-     * publisher connection is noticed before a publish depends on it. */
-    if (mq_conn_open(&s->publisher, s->cfg->broker_url, s->cfg->broker_heartbeat, err) != 0 ||
-        mq_conn_enable_confirms(&s->publisher, err) != 0) {
-        publisher_failed(s, err->message);
-        return -1;
-    }
+    mq_conn_abandon(&s->publisher);
+    sup_unsend_publishes(s);
+    s->counts_outstanding = 0;
+    s->retries_waiting = -1;
+    s->publisher_retry_at = clock_monotonic() + 1;
+}
+
+static void publisher_ready(struct supervisor *s, struct mq_conn *c)
+{
+    s->publisher = *c;
     s->publisher.on_confirm = sup_on_confirm;
+    s->publisher.on_count = sup_on_count;
     s->publisher.confirm_ctx = s;
-    return 0;
+    s->publisher_delay = 1;
+    sup_flush_publishes(s);
+}
+
+void sup_ensure_publisher(struct supervisor *s, double now)
+{
+    struct mq_conn c;
+    bool ok;
+    struct cw_error err;
+    if (mq_connector_poll(&s->publisher_connector, &c, &ok, &err)) {
+        if (ok) {
+            publisher_ready(s, &c);
+        } else {
+            log_warn("cannot open the publisher connection (next try in %.0f s): %s",
+                     s->publisher_delay, err.message);
+            s->publisher_retry_at = now + s->publisher_delay;
+            s->publisher_delay = fmin(s->publisher_delay * 2, MAX_RECONNECT_DELAY);
+        }
+    }
+    if (mq_conn_is_open(&s->publisher) || now < s->publisher_retry_at ||
+        mq_connector_busy(&s->publisher_connector))
+        return;
+    if (!mq_connector_start(&s->publisher_connector, open_publisher, s->cfg, &err)) {
+        log_error("%s", err.message);
+        s->publisher_retry_at = now + 1;
+    }
 }
 
 bool sup_broker_blocked(const struct supervisor *s)
@@ -97,18 +141,19 @@ bool sup_broker_blocked(const struct supervisor *s)
            (mq_conn_is_open(&s->consumer) && s->consumer.blocked);
 }
 
-/* Reads what arrived on the publisher between publishes: heartbeats (ours go out from here),
- * connection.blocked/unblocked, a close. Says when a resource alarm starts and ends. */
+/* Reads what arrived on the publisher between publishes: confirms, queue counts,
+ * heartbeats (ours go out from here), connection.blocked/unblocked, a close. Says when a
+ * resource alarm starts and ends. */
 void sup_tend_publisher(struct supervisor *s)
 {
     struct cw_error err;
     if (mq_conn_is_open(&s->publisher) && mq_conn_pump(&s->publisher, &err) != 0) {
         log_warn("publisher connection lost: %s", err.message);
-        publisher_failed(s, err.message);
-    } else if (sup_confirm_overdue(s, clock_monotonic())) {
+        publisher_failed(s);
+    } else if (mq_conn_is_open(&s->publisher) && sup_confirm_overdue(s, clock_monotonic())) {
         log_warn("the broker confirms nothing on %s: the publisher connection is treated as dead",
                  s->publisher.where);
-        publisher_failed(s, "no confirm in time");
+        publisher_failed(s);
     }
     bool blocked = sup_broker_blocked(s);
     if (blocked && !s->blocked_logged)
@@ -124,11 +169,13 @@ int sup_publish_raw(struct supervisor *s, const char *exchange, const char *rout
                     struct cw_error *err)
 {
     uint64_t ignored;
-    if (ensure_publisher(s, err) != 0)
+    if (!mq_conn_is_open(&s->publisher)) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "no publisher connection to the broker");
         return -1;
+    }
     if (mq_conn_publish_nowait(&s->publisher, exchange, routing_key, props, body,
                                seq ? seq : &ignored, err) != 0) {
-        publisher_failed(s, err->message);
+        publisher_failed(s);
         return -1;
     }
     return 0;
@@ -140,32 +187,37 @@ int sup_publish_to(struct supervisor *s, const char *exchange, const char *routi
     return sup_publish_raw(s, exchange, routing_key, props, body, NULL, err);
 }
 
-/* Messages waiting in the delay queues, counted now and then for /metrics. */
+void sup_on_count(void *ctx, uint32_t messages)
+{
+    struct supervisor *s = ctx;
+    if (s->counts_outstanding == 0)
+        return;
+    s->count_sum += messages;
+    if (--s->counts_outstanding == 0)
+        s->retries_waiting = s->count_sum;
+}
+
+/* Messages waiting in the delay queues, counted now and then for /metrics: the requests go
+ * out at once and the answers are summed as they come (sup_on_count). */
 void sup_count_waiting_retries(struct supervisor *s, double now)
 {
-    if (now < s->next_queue_count)
+    if (now < s->next_queue_count || !mq_conn_is_open(&s->publisher) || s->counts_outstanding)
         return;
     s->next_queue_count = now + 5;
-    long total = 0;
+    s->count_sum = 0;
     struct cw_error err;
     for (int q = 0; q < s->cfg->nqueues; q++) {
         for (int i = 0; i < s->cfg->nretry_delays; i++) {
             char name[300];
-            uint32_t n = 0;
             mq_conn_retry_queue_name(s->cfg->queues[q], s->cfg->retry_delays[i], name, sizeof name);
-            if (ensure_publisher(s, &err) != 0) {
-                s->retries_waiting = -1;
+            if (mq_conn_request_count(&s->publisher, name, &err) != 0) {
+                log_warn("publisher connection lost: %s", err.message);
+                publisher_failed(s);
                 return;
             }
-            if (mq_conn_queue_count(&s->publisher, name, &n, &err) != 0) {
-                publisher_failed(s, err.message);
-                s->retries_waiting = -1;
-                return;
-            }
-            total += n;
+            s->counts_outstanding++;
         }
     }
-    s->retries_waiting = total;
 }
 
 /* Messages held for a future eta keep their prefetch slot; like Celery, widen QoS by one
@@ -182,7 +234,7 @@ void sup_adjust_prefetch(struct supervisor *s, double now)
     if (want == s->prefetch)
         return;
     struct cw_error err;
-    if (mq_conn_set_prefetch(&s->consumer, (uint16_t)want, &err) != 0) {
+    if (mq_conn_set_prefetch_nowait(&s->consumer, (uint16_t)want, &err) != 0) {
         sup_consumer_lost(s, &err);
         return;
     }

@@ -21,9 +21,8 @@ static void pidbox_tag(char *out, size_t len)
     snprintf(out, len, "cworker-pidbox-%d", (int)getpid());
 }
 
-int sup_control_declare(struct supervisor *s, struct cw_error *err)
+int sup_control_declare(const struct cw_config *cfg, struct mq_conn *c, struct cw_error *err)
 {
-    struct mq_conn *c = &s->consumer;
     if (mq_conn_declare_exchange(c, CELERY_CONTROL_EXCHANGE, CELERY_CONTROL_EXCHANGE_TYPE,
                                  CELERY_CONTROL_EXCHANGE_DURABLE,
                                  CELERY_CONTROL_EXCHANGE_AUTO_DELETE, err) != 0 ||
@@ -36,7 +35,7 @@ int sup_control_declare(struct supervisor *s, struct cw_error *err)
                                  err) != 0)
         return -1;
     char queue[400], tag[64];
-    celery_control_queue_name(s->cfg->nodename, queue, sizeof queue);
+    celery_control_queue_name(cfg->nodename, queue, sizeof queue);
     amqp_pool_t pool;
     init_amqp_pool(&pool, 1024);
     struct mq_conn_queue_opts opts = {CELERY_CONTROL_QUEUE_DURABLE, CELERY_CONTROL_QUEUE_EXCLUSIVE,

@@ -25,15 +25,9 @@ void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reaso
     amqp_basic_properties_t props;
     dead_letter_properties(&d->original.props, reason, sup_queue_name(s, d), clock_wall(), &pool,
                            &props);
-    struct cw_error err;
-    if (sup_publish_settling(s, d, DLV_DEAD_LETTERED, routing_key, &props, d->original.body,
-                             &err) == 0) {
-        log_warn("message %" PRIu64 " dead-lettered to %s: %s", d->tag, routing_key, reason);
-        s->stats.dead_lettered++;
-    } else {
-        log_error("cannot dead-letter a message (%s); it is requeued: %s", reason, err.message);
-        sup_settle(s, d, DLV_REQUEUED);
-    }
+    sup_publish_settling(s, d, DLV_DEAD_LETTERED, routing_key, &props, d->original.body);
+    log_warn("message %" PRIu64 " dead-lettered to %s: %s", d->tag, routing_key, reason);
+    s->stats.dead_lettered++;
     empty_amqp_pool(&pool);
 }
 

@@ -16,18 +16,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-void sup_close_inherited(struct supervisor *s)
+/* Closes [from, to], with close_range where the kernel has it. */
+static void close_fds(unsigned from, unsigned to)
 {
-    int consumer = mq_conn_fd(&s->consumer), publisher = mq_conn_fd(&s->publisher);
-    if (consumer >= 0)
-        close(consumer);
-    if (publisher >= 0)
-        close(publisher);
-    if (s->http_fd >= 0)
-        close(s->http_fd);
-    for (int j = 0; j < s->nexec; j++)
-        if (s->execs[j].state != EXEC_EMPTY && s->execs[j].fd >= 0)
-            close(s->execs[j].fd);
+    if (from > to || close_range(from, to, 0) == 0)
+        return;
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = from; fd <= (long)to && fd < (max > 0 ? max : 65536); fd++)
+        close((int)fd);
+}
+
+void sup_close_inherited(int keep)
+{
+    close_fds(3, (unsigned)keep - 1);
+    close_fds((unsigned)keep + 1, ~0u);
 }
 
 static void spawn_executor(struct supervisor *s, int i)
@@ -51,8 +53,7 @@ static void spawn_executor(struct supervisor *s, int i)
     }
     if (pid == 0) {
         /* Child: the parent's broker sockets and other channels are not ours to use. */
-        close(fds[0]);
-        sup_close_inherited(s);
+        sup_close_inherited(fds[1]);
         executor_main(fds[1], s->cfg, i, parent);
     }
     close(fds[1]);

@@ -31,8 +31,7 @@ static void spawn_http(struct supervisor *s)
         return;
     }
     if (pid == 0) {
-        close(fds[0]);
-        sup_close_inherited(s);
+        sup_close_inherited(fds[1]);
         /* Never outlive the supervisor, also one that died before the request took hold. */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
             _exit(0);

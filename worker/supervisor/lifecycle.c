@@ -82,8 +82,7 @@ void sup_consumer_lost(struct supervisor *s, const struct cw_error *err)
 {
     log_error("broker connection lost: %s", err->message);
     mq_conn_abandon(&s->consumer);
-    mq_conn_abandon(&s->publisher);
-    sup_forget_publishes(s);
+    sup_forget_publishes(s); /* the publisher may live on; its work was for these */
     int orphaned = 0;
     for (struct delivery *d = s->deliveries; d; d = d->next)
         if (!delivery_state_is_final(d->state) && sup_move(s, d, DLV_ORPHANED))

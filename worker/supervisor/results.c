@@ -19,12 +19,12 @@ static void publish_retry(struct supervisor *s, struct delivery *d, int next_ret
                              routing_key, sizeof routing_key);
     struct celery_outgoing out;
     struct cw_error err;
-    if (celery_message_encode_retry(&d->task, clock_wall(), delay, &out, &err) != 0 ||
-        sup_publish_settling(s, d, DLV_RETRIED, routing_key, &out.props, out.body, &err) != 0) {
-        log_error("cannot publish the retry of task %s; the delivery is requeued: %s", d->task.id,
+    if (celery_message_encode_retry(&d->task, clock_wall(), delay, &out, &err) != 0) {
+        log_error("cannot encode the retry of task %s; the delivery is requeued: %s", d->task.id,
                   err.message);
         sup_settle(s, d, DLV_REQUEUED);
     } else {
+        sup_publish_settling(s, d, DLV_RETRIED, routing_key, &out.props, out.body);
         log_info("task %s retry %d published to %s (runs in %.0f s)", d->task.id, next_retries,
                  routing_key, delay);
     }

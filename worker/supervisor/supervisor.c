@@ -99,6 +99,7 @@ int supervisor_run(const struct cw_config *cfg)
     s.cfg = cfg;
     s.reconnect_delay = 1;
     s.breaker_delay = 1;
+    s.publisher_delay = 1;
     s.http_fd = -1;
     s.retries_waiting = -1;
     s.nexec = cfg->concurrency;
@@ -118,6 +119,7 @@ int supervisor_run(const struct cw_config *cfg)
         sup_ensure_http(&s, now);
         sup_respawn_executors(&s, now);
         sup_ensure_consumer(&s, now);
+        sup_ensure_publisher(&s, now);
         sup_tend_publisher(&s);
         sup_dispatch(&s, now);
         sup_adjust_prefetch(&s, now);
@@ -134,7 +136,9 @@ int supervisor_run(const struct cw_config *cfg)
         if (!delivery_state_is_final(d->state))
             sup_move(&s, d, DLV_ORPHANED); /* unsettled: the broker redelivers it */
     sup_collect(&s);
-    free(s.publishes);
+    sup_free_publishes(&s);
+    mq_connector_stop(&s.consumer_connector);
+    mq_connector_stop(&s.publisher_connector);
     mq_conn_close(&s.consumer);
     mq_conn_close(&s.publisher);
     free(s.execs);

@@ -127,6 +127,9 @@ def build_images():
     for tool in ("podman", "podman-compose", "debootstrap"):
         if run(["sh", "-c", "command -v %s" % tool], check=False).returncode != 0:
             raise Skip("%s is not installed (tests/compose/install-deps.sh)" % tool)
+    info = run(["podman", "info"], timeout=120, check=False)
+    if info.returncode != 0:
+        raise Skip("podman does not work here: %s" % info.stderr.strip()[-500:])
     run(["bash", os.path.join(HERE, "build-base.sh"), STATE], timeout=900, quiet=False)
     probe = run(["podman", "run", "--rm", "--pull=never", "docker.io/library/debian:12", "true"],
                 timeout=120, check=False)
@@ -332,13 +335,30 @@ def wait_finished(conn, run_ids, timeout):
     return wait_for("%d runs to finish" % len(run_ids), finished, timeout, 1)
 
 
-def submit_runs(conn, app, storage, count):
+UPLOAD = {}
+
+
+def upload_bytes():
+    """The Palo Alto app bundle as the application receives it (built once)."""
     import producer
-    ids = []
-    for _ in range(count):
-        run_id, _ = producer.submit(conn, app, TESTDATA, "tar.gz", top="Splunk_TA_paloalto",
-                                    storage_path=storage)
-        ids.append(run_id)
+    if "data" not in UPLOAD:
+        UPLOAD["data"] = producer.build_upload_bytes(TESTDATA, "tar.gz", "Splunk_TA_paloalto")
+    return UPLOAD["data"]
+
+
+def create_runs(conn, storage, count):
+    """count STORED runs with their upload in the storage volume, as POST /v1/runs."""
+    import producer
+    return [producer.create_run(conn, [("Splunk_TA_paloalto.tar.gz", upload_bytes())],
+                                storage)[0] for _ in range(count)]
+
+
+def submit_runs(conn, app, storage, count):
+    """count runs, each published and then marked PARSING, as POST /v1/runs/{id}/parse."""
+    import producer
+    ids = create_runs(conn, storage, count)
+    for run_id in ids:
+        producer.enqueue(conn, app, run_id)
     return ids
 
 
@@ -395,25 +415,36 @@ def check_exactly_once(conn, run_ids):
 
 def database_outage(conn, app, storage, count):
     """Stops PostgreSQL mid-batch and starts it again; returns the batch's run ids."""
-    ids = submit_runs(conn, app, storage, count)
+    # A backlog the workers are in the middle of when the database goes away: every run is
+    # created, then all are published, and the application's PARSING commits come after the
+    # outage (a slow API; the worker's trigger keeps what finished first). Committing after
+    # each publish would be paced by the workers: the UPDATE waits for the run's row lock.
+    import producer
+    ids = create_runs(conn, storage, count)
+    task_ids = {run_id: producer.send_parse_run(app, run_id) for run_id in ids}
     log("published %d runs; stopping postgres once a few are done" % count)
 
     def some_done():
         rows = run_statuses(conn, ids)
-        return sum(1 for s, _ in rows.values() if s == "COMPLETE") >= 3
-    wait_for("the first runs of the batch", some_done, 120, 0.2)
+        done = sum(1 for s, _ in rows.values() if s == "COMPLETE")
+        return done >= 3 and (done, len(ids) - done)
+    done, unfinished = wait_for("the first runs of the batch", some_done, 120, 0.1)
+    if unfinished < count // 2:
+        raise Failed("only %d of %d runs left when postgres was to stop: not mid-batch"
+                     % (unfinished, count))
     conn.close()
     pg = container("postgres")
     run(["podman", "stop", "-t", "10", pg], timeout=60)
     t_down = time.monotonic()
+    log("postgres stopped with %d of %d runs of the batch not finished" % (unfinished, count))
     w = container("worker")
     wait_for("%s's health check to fail while postgres is down" % w, lambda: not healthy(w), 30, 1)
-    log("postgres stopped; cworker health reports the worker unhealthy")
+    log("cworker health reports %s unhealthy while postgres is down" % w)
     time.sleep(max(0.0, 8 - (time.monotonic() - t_down)))
     run(["podman", "start", pg], timeout=60)
     wait_for("postgres healthy again", lambda: healthy(pg), 120, 1)
     log("postgres started again after %.0f s down" % (time.monotonic() - t_down))
-    return ids
+    return ids, task_ids
 
 
 def check_demo_producer(conn):
@@ -441,7 +472,7 @@ def check_down():
 # ----------------------------------------------------------------------------- main
 
 
-def test(storage_runs):
+def test(storage_runs, outage_runs):
     import producer
     import psycopg2
 
@@ -460,8 +491,10 @@ def test(storage_runs):
     log("batch 1: %d runs finished in %.1f s" % (len(batch1), time.monotonic() - t0))
     check_exactly_once(conn, batch1)
 
-    batch2 = database_outage(conn, app, storage, storage_runs)
+    batch2, task_ids = database_outage(conn, app, storage, outage_runs)
     conn = wait_for("a database connection", lambda: try_connect(psycopg2), 60)
+    for run_id in batch2:
+        producer.mark_parsing(conn, run_id, task_ids[run_id])
     wait_finished(conn, batch2, 300)
     check_exactly_once(conn, batch1 + batch2)
     for n in range(1, WORKERS + 1):
@@ -506,7 +539,8 @@ def main():
                      POSTGRES_PORT=free_port())
         teardown()  # a stack left by an interrupted earlier run
         try:
-            test(int(os.environ.get("COMPOSE_TEST_RUNS", "30")))
+            test(int(os.environ.get("COMPOSE_TEST_RUNS", "30")),
+                 int(os.environ.get("COMPOSE_TEST_OUTAGE_RUNS", "120")))
             rc = 0
         except BaseException:
             save_logs()

@@ -515,7 +515,8 @@ def try_connect(psycopg2):
 
 
 def on_deadline(signum, frame):
-    raise Deadline("the compose test exceeded its deadline")
+    raise Deadline("the compose test exceeded its deadline" if signum == signal.SIGALRM
+                   else "terminated by signal %d" % signum)
 
 
 def main():
@@ -529,6 +530,7 @@ def main():
         log("FAILED: no test data at %s" % TESTDATA)
         return 1
     signal.signal(signal.SIGALRM, on_deadline)
+    signal.signal(signal.SIGTERM, on_deadline)  # CI's own timeout: still tear down
     signal.alarm(int(os.environ.get("COMPOSE_TEST_TIMEOUT", "1500")))
     t0 = time.monotonic()
     rc = 1

@@ -25,6 +25,7 @@ static void print_usage(void)
            "  runs      list ingestion runs, or parse one again (runs list, runs retry)\n"
            "  status    print a run's status as GET /v1/worker/runs/{id}/status returns it\n"
            "  metrics   print the worker metrics as GET /v1/worker/metrics returns them\n"
+           "  health    exit 0 when the running worker is healthy (its GET /healthz)\n"
            "  version   print the version\n\n"
            "`cworker <command> --help` lists a command's options.\n");
 }
@@ -81,6 +82,8 @@ int main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(command, "metrics") == 0)
         return cmd_metrics(argc - 1, argv + 1);
+    if (strcmp(command, "health") == 0)
+        return cmd_health(argc - 1, argv + 1);
     if (strcmp(command, "run") != 0 && strcmp(command, "migrate") != 0) {
         fprintf(stderr, "cworker: unknown command '%s' (see cworker --help)\n", command);
         return EXIT_USAGE;

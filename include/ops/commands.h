@@ -19,4 +19,8 @@ int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 
+/* cworker health: GET /healthz from the worker's own HTTP listener (CWORKER_HTTP); exit 0
+ * only when it answers 200 (supervisor alive, broker and database connected). */
+int cmd_health(int argc, char **argv);
+
 #endif

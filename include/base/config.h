@@ -25,7 +25,10 @@ struct cw_config {
     double soft_time_limit;
     double time_limit;
     double heartbeat_interval;
-    int broker_heartbeat; /* AMQP heartbeat, seconds (Celery's broker_heartbeat); 0 = off */
+    int broker_heartbeat;  /* AMQP heartbeat, seconds (Celery's broker_heartbeat); 0 = off */
+    char *broker_ssl_ca;   /* amqps: CA file (kombu broker_use_ssl ca_certs); NULL = system */
+    char *broker_ssl_cert; /* amqps: client certificate and key; NULL = none */
+    char *broker_ssl_key;
     double visibility_timeout;
     double shutdown_grace;           /* seconds running tasks get to finish after SIGTERM */
     double retry_jitter;             /* percent, spreads retry delays */

@@ -40,11 +40,30 @@ struct mq_conn {
  * the handshake and every synchronous call give up after MQ_RPC_TIMEOUT_S. */
 CW_MUST_CHECK int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s,
                                struct cw_error *err);
+
+/* TLS for amqps:// (kombu's broker_use_ssl: ca_certs, certfile, keyfile). The server's
+ * certificate and host name are always verified; ca_file NULL = the system's CAs. */
+struct mq_tls {
+    const char *ca_file;
+    const char *cert_file; /* client certificate, NULL for none */
+    const char *key_file;
+};
+
+/* urls may list several broker URLs separated by ';' (kombu's failover form). They are
+ * tried in turn starting at *next (round robin); on success *next is set to the one after
+ * the URL used, so that the next attempt, after this connection is lost, moves on. next
+ * may be NULL (start with the first). tls may be NULL. */
+CW_MUST_CHECK int mq_conn_open_any(struct mq_conn *c, const char *urls, int heartbeat_s,
+                                   const struct mq_tls *tls, unsigned *next, struct cw_error *err);
+/* The number of URLs in a failover list (1 for a plain URL). */
+unsigned mq_conn_url_count(const char *urls);
+/* The i-th URL of a failover list, newly allocated (NULL when there is none). */
+char *mq_conn_url_at(const char *urls, unsigned i);
 void mq_conn_close(struct mq_conn *c);
 /* Drops a connection that failed, without the closing handshake (which would wait for a
  * peer that is gone or has already closed its side). */
 void mq_conn_abandon(struct mq_conn *c);
-/* True when url parses as kombu would accept it (amqp:// or amqps://). */
+/* True when url (or every URL of a failover list) parses as kombu would accept it. */
 bool mq_conn_url_valid(const char *url);
 /* Parses url as kombu reads it; info's strings point into *storage, which the caller frees. */
 CW_MUST_CHECK int mq_conn_parse_url(const char *url, struct amqp_connection_info *info,
@@ -104,8 +123,12 @@ CW_MUST_CHECK int mq_conn_reject(struct mq_conn *c, uint64_t tag, bool requeue,
 
 /* Publishes and, in confirm mode, waits for the broker's basic.ack (a nack or a
  * timeout is an error): only then is the message safely the broker's. */
-/* Publishes without waiting for the confirm; *seq gets the tag the broker will confirm
- * (through on_confirm, from mq_conn_pump), 0 without confirm mode. */
+/* True when the socket takes data now (a publish will not wait for the peer to read). */
+bool mq_conn_writable(const struct mq_conn *c);
+/* Publishes without waiting for the confirm, nor for a socket that does not take data:
+ * then it returns 1 at once (err says so; nothing was sent, the connection is usable); *seq gets
+ * the tag the broker will confirm (through on_confirm, from mq_conn_pump), 0 without confirm mode.
+ * -1: it failed. */
 CW_MUST_CHECK int mq_conn_publish_nowait(struct mq_conn *c, const char *exchange,
                                          const char *routing_key,
                                          const amqp_basic_properties_t *props, amqp_bytes_t body,

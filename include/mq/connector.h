@@ -14,24 +14,24 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-/* Opens *c (and declares what it needs); runs in the connector's thread, so it may only
- * read what no other thread changes meanwhile (the configuration). */
-typedef int (*mq_open_fn)(const void *arg, struct mq_conn *c, struct cw_error *err);
+/* Opens *c (and declares what it needs); runs in the connector's thread, which owns arg
+ * until the attempt is collected; anything else it reads must not change meanwhile (the
+ * configuration). */
+typedef int (*mq_open_fn)(void *arg, struct mq_conn *c, struct cw_error *err);
 
 struct mq_connector {
     pthread_t thread;
     bool running; /* an attempt was started and not yet collected */
     atomic_bool finished;
     mq_open_fn open;
-    const void *arg;
+    void *arg;
     struct mq_conn conn; /* the thread's until collected */
     struct cw_error err;
     int rc;
 };
 
 /* Starts an attempt; false when one is already running or no thread could be made (err). */
-bool mq_connector_start(struct mq_connector *k, mq_open_fn open, const void *arg,
-                        struct cw_error *err);
+bool mq_connector_start(struct mq_connector *k, mq_open_fn open, void *arg, struct cw_error *err);
 /* 0 while the attempt runs; 1 when it finished: on success *out gets the open connection
  * (returns 1, *ok true), else *ok false and err says why. */
 int mq_connector_poll(struct mq_connector *k, struct mq_conn *out, bool *ok, struct cw_error *err);

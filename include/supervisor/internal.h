@@ -56,6 +56,12 @@ struct sup_publish {
     double sent_at;             /* monotonic */
 };
 
+/* What a connector thread needs to open a connection: it moves through the failover list. */
+struct sup_open {
+    const struct cw_config *cfg;
+    unsigned next; /* the broker URL to try first */
+};
+
 /* A task id revoked by remote control: its deliveries are not run. */
 struct revoked_task {
     char *id;
@@ -73,6 +79,8 @@ struct supervisor {
     double publisher_retry_at; /* no new publisher connection before this (monotonic) */
     double publisher_delay;    /* backoff between failed publisher connection attempts */
     struct mq_connector consumer_connector, publisher_connector;
+    struct sup_open consumer_open, publisher_open;
+    bool fatal;             /* a configuration error found at start: stop with EXIT_USAGE */
     int counts_outstanding; /* delay-queue counts asked for and not answered yet */
     long count_sum;
     bool blocked_logged; /* a connection.blocked was reported and not yet cleared */

@@ -149,6 +149,24 @@ static int set_database_url(struct cw_config *cfg, const char *name, const char 
     return 0;
 }
 
+/* A file the worker must be able to read (a CA, a certificate): checked at start so a
+ * wrong path is a startup error naming the variable, not a connection failure later. */
+static int set_readable_file(char **slot, const char *name, const char *value, struct cw_error *err)
+{
+    if (!*value) {
+        free(*slot);
+        *slot = NULL;
+        return 0;
+    }
+    if (access(value, R_OK) != 0) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "%s: cannot read %s: %s", name, value, strerror(errno));
+        return -1;
+    }
+    free(*slot);
+    *slot = cw_xstrdup(value);
+    return 0;
+}
+
 /* One setting, whether it came from the environment (name = variable) or a flag. */
 enum setting {
     SET_BROKER,
@@ -164,6 +182,9 @@ enum setting {
     SET_TIME_LIMIT,
     SET_HEARTBEAT,
     SET_BROKER_HEARTBEAT,
+    SET_BROKER_SSL_CA,
+    SET_BROKER_SSL_CERT,
+    SET_BROKER_SSL_KEY,
     SET_VISIBILITY,
     SET_SHUTDOWN_GRACE,
     SET_RETRY_JITTER,
@@ -193,6 +214,9 @@ static const char *const env_names[SET_COUNT] = {
     [SET_TIME_LIMIT] = "TIME_LIMIT",
     [SET_HEARTBEAT] = "HEARTBEAT_INTERVAL",
     [SET_BROKER_HEARTBEAT] = "BROKER_HEARTBEAT",
+    [SET_BROKER_SSL_CA] = "BROKER_USE_SSL_CA_CERTS",
+    [SET_BROKER_SSL_CERT] = "BROKER_USE_SSL_CERTFILE",
+    [SET_BROKER_SSL_KEY] = "BROKER_USE_SSL_KEYFILE",
     [SET_VISIBILITY] = "VISIBILITY_TIMEOUT",
     [SET_SHUTDOWN_GRACE] = "SHUTDOWN_GRACE",
     [SET_RETRY_JITTER] = "RETRY_JITTER",
@@ -247,6 +271,12 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return parse_seconds(name, value, &cfg->heartbeat_interval, err);
     case SET_BROKER_HEARTBEAT:
         return parse_int(name, value, 0, 3600, &cfg->broker_heartbeat, err);
+    case SET_BROKER_SSL_CA:
+        return set_readable_file(&cfg->broker_ssl_ca, name, value, err);
+    case SET_BROKER_SSL_CERT:
+        return set_readable_file(&cfg->broker_ssl_cert, name, value, err);
+    case SET_BROKER_SSL_KEY:
+        return set_readable_file(&cfg->broker_ssl_key, name, value, err);
     case SET_VISIBILITY:
         return parse_seconds(name, value, &cfg->visibility_timeout, err);
     case SET_SHUTDOWN_GRACE:
@@ -333,6 +363,9 @@ static const struct option long_options[] = {
     {"time-limit", required_argument, NULL, SET_TIME_LIMIT},
     {"heartbeat-interval", required_argument, NULL, SET_HEARTBEAT},
     {"broker-heartbeat", required_argument, NULL, SET_BROKER_HEARTBEAT},
+    {"broker-ssl-ca-certs", required_argument, NULL, SET_BROKER_SSL_CA},
+    {"broker-ssl-certfile", required_argument, NULL, SET_BROKER_SSL_CERT},
+    {"broker-ssl-keyfile", required_argument, NULL, SET_BROKER_SSL_KEY},
     {"visibility-timeout", required_argument, NULL, SET_VISIBILITY},
     {"shutdown-grace", required_argument, NULL, SET_SHUTDOWN_GRACE},
     {"retry-jitter", required_argument, NULL, SET_RETRY_JITTER},
@@ -426,5 +459,8 @@ void config_free(struct cw_config *cfg)
     free(cfg->migrations_dir);
     free(cfg->nodename);
     free(cfg->http_listen);
+    free(cfg->broker_ssl_ca);
+    free(cfg->broker_ssl_cert);
+    free(cfg->broker_ssl_key);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -5,6 +5,7 @@
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,16 +59,46 @@ static int fail_status(struct cw_error *err, const struct mq_conn *c, int status
     return -1;
 }
 
+static int setup_tls(struct mq_conn *c, amqp_socket_t *sock, const struct mq_tls *tls,
+                     struct cw_error *err)
+{
+    amqp_ssl_socket_set_verify_peer(sock, 1);
+    amqp_ssl_socket_set_verify_hostname(sock, 1);
+    if (tls && tls->ca_file && amqp_ssl_socket_set_cacert(sock, tls->ca_file) != AMQP_STATUS_OK) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "cannot read the CA file %s for %s", tls->ca_file, c->where);
+        return -1;
+    }
+    if (tls && tls->cert_file &&
+        amqp_ssl_socket_set_key(sock, tls->cert_file,
+                                tls->key_file ? tls->key_file : tls->cert_file) != AMQP_STATUS_OK) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "cannot read the client certificate %s for %s",
+                tls->cert_file, c->where);
+        return -1;
+    }
+    return 0;
+}
+
 static int open_socket(struct mq_conn *c, const struct amqp_connection_info *info,
-                       struct cw_error *err)
+                       const struct mq_tls *tls, struct cw_error *err)
 {
     amqp_socket_t *sock = info->ssl ? amqp_ssl_socket_new(c->state) : amqp_tcp_socket_new(c->state);
     if (!sock) {
         CW_FAIL(err, CW_ERR_TRANSIENT, "cannot create a socket for %s", c->where);
         return -1;
     }
+    if (info->ssl && setup_tls(c, sock, tls, err) != 0)
+        return -1;
     struct timeval timeout = {MQ_RPC_TIMEOUT_S, 0};
     int status = amqp_socket_open_noblock(sock, info->host, info->port, &timeout);
+    if (status == AMQP_STATUS_SSL_PEER_VERIFY_FAILED ||
+        status == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED) {
+        /* Trying again will not make the certificate verify: a configuration error. */
+        CW_FAIL(err, CW_ERR_PERMANENT,
+                "the broker's TLS certificate does not verify on %s: %s (check "
+                "BROKER_USE_SSL_CA_CERTS and the host name in CELERY_BROKER_URL)",
+                c->where, amqp_error_string2(status));
+        return -1;
+    }
     if (status != AMQP_STATUS_OK)
         return fail_status(err, c, status, "connect");
     return 0;
@@ -117,7 +148,8 @@ static char *kombu_url_for_rabbitmq_c(const char *url)
     return copy;
 }
 
-int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_error *err)
+static int open_one(struct mq_conn *c, const char *url, int heartbeat_s, const struct mq_tls *tls,
+                    struct cw_error *err)
 {
     memset(c, 0, sizeof *c);
     struct amqp_connection_info info;
@@ -135,7 +167,8 @@ int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_
     struct timeval rpc_timeout = {MQ_RPC_TIMEOUT_S, 0};
     amqp_set_rpc_timeout(c->state, &rpc_timeout);
     amqp_set_handshake_timeout(c->state, &rpc_timeout);
-    int rc = open_socket(c, &info, err) == 0 && login(c, &info, heartbeat_s, err) == 0 ? 0 : -1;
+    int rc =
+        open_socket(c, &info, tls, err) == 0 && login(c, &info, heartbeat_s, err) == 0 ? 0 : -1;
     free(copy);
     if (rc != 0) {
         CW_WRAP(err, "opening the AMQP connection");
@@ -145,19 +178,78 @@ int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_
     return rc;
 }
 
+unsigned mq_conn_url_count(const char *urls)
+{
+    unsigned n = 1;
+    for (const char *p = urls; p && *p; p++)
+        n += *p == ';';
+    return n;
+}
+
+char *mq_conn_url_at(const char *urls, unsigned i)
+{
+    const char *start = urls ? urls : "";
+    for (unsigned k = 0; k < i; k++) {
+        start = strchr(start, ';');
+        if (!start)
+            return NULL;
+        start++;
+    }
+    size_t len = strcspn(start, ";");
+    char *url = cw_xmalloc(len + 1);
+    memcpy(url, start, len);
+    url[len] = '\0';
+    /* kombu allows blanks around the separators */
+    char *b = url;
+    while (*b == ' ')
+        b++;
+    memmove(url, b, strlen(b) + 1);
+    for (size_t n = strlen(url); n > 0 && url[n - 1] == ' '; n--)
+        url[n - 1] = '\0';
+    return url;
+}
+
+int mq_conn_open_any(struct mq_conn *c, const char *urls, int heartbeat_s, const struct mq_tls *tls,
+                     unsigned *next, struct cw_error *err)
+{
+    unsigned n = mq_conn_url_count(urls), first = next ? *next % n : 0;
+    int rc = -1;
+    for (unsigned k = 0; k < n && rc != 0; k++) {
+        unsigned i = (first + k) % n;
+        char *url = mq_conn_url_at(urls, i);
+        rc = open_one(c, url, heartbeat_s, tls, err);
+        free(url);
+        if (rc == 0 && next)
+            *next = (i + 1) % n;
+    }
+    return rc;
+}
+
+int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_error *err)
+{
+    return mq_conn_open_any(c, url, heartbeat_s, NULL, NULL, err);
+}
+
 int mq_conn_parse_url(const char *url, struct amqp_connection_info *info, char **storage)
 {
-    *storage = kombu_url_for_rabbitmq_c(url);
+    char *first = mq_conn_url_at(url, 0); /* of a failover list, the first */
+    *storage = kombu_url_for_rabbitmq_c(first);
+    free(first);
     amqp_default_connection_info(info);
     return amqp_parse_url(*storage, info) == AMQP_STATUS_OK ? 0 : -1;
 }
 
-bool mq_conn_url_valid(const char *url)
+bool mq_conn_url_valid(const char *urls)
 {
-    struct amqp_connection_info info;
-    char *copy = kombu_url_for_rabbitmq_c(url);
-    bool ok = amqp_parse_url(copy, &info) == AMQP_STATUS_OK;
-    free(copy);
+    bool ok = true;
+    for (unsigned i = 0; ok && i < mq_conn_url_count(urls); i++) {
+        struct amqp_connection_info info;
+        char *url = mq_conn_url_at(urls, i);
+        char *copy = kombu_url_for_rabbitmq_c(url);
+        ok = amqp_parse_url(copy, &info) == AMQP_STATUS_OK;
+        free(copy);
+        free(url);
+    }
     return ok;
 }
 
@@ -494,10 +586,22 @@ static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
     }
 }
 
+bool mq_conn_writable(const struct mq_conn *c)
+{
+    struct pollfd p = {.fd = mq_conn_fd(c), .events = POLLOUT};
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
+}
+
 int mq_conn_publish_nowait(struct mq_conn *c, const char *exchange, const char *routing_key,
                            const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq,
                            struct cw_error *err)
 {
+    /* rabbitmq-c waits without a deadline for a socket to drain: a peer that stopped
+     * reading would hold the caller forever. Refuse instead; the caller tries later. */
+    if (!mq_conn_writable(c)) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "the connection to %s does not take data now", c->where);
+        return 1;
+    }
     int status = amqp_basic_publish(c->state, MQ_CHANNEL, amqp_cstring_bytes(exchange),
                                     amqp_cstring_bytes(routing_key), 0, 0, props, body);
     if (status != AMQP_STATUS_OK) {

@@ -15,8 +15,7 @@ static void *attempt(void *arg)
     return NULL;
 }
 
-bool mq_connector_start(struct mq_connector *k, mq_open_fn open, const void *arg,
-                        struct cw_error *err)
+bool mq_connector_start(struct mq_connector *k, mq_open_fn open, void *arg, struct cw_error *err)
 {
     if (k->running)
         return false;

@@ -19,11 +19,21 @@ static int base_prefetch(const struct cw_config *cfg)
     return prefetch > 60000 ? 60000 : prefetch;
 }
 
-/* In the connector's thread: reads only the configuration. */
-static int open_consumer(const void *arg, struct mq_conn *c, struct cw_error *err)
+/* Opens c to the next broker of the failover list (in the connector's thread, which owns
+ * o until the attempt is collected). */
+static int open_next(struct sup_open *o, struct mq_conn *c, struct cw_error *err)
 {
-    const struct cw_config *cfg = arg;
-    if (mq_conn_open(c, cfg->broker_url, cfg->broker_heartbeat, err) != 0)
+    const struct cw_config *cfg = o->cfg;
+    struct mq_tls tls = {cfg->broker_ssl_ca, cfg->broker_ssl_cert, cfg->broker_ssl_key};
+    return mq_conn_open_any(c, cfg->broker_url, cfg->broker_heartbeat, &tls, &o->next, err);
+}
+
+/* In the connector's thread: reads only the configuration. */
+static int open_consumer(void *arg, struct mq_conn *c, struct cw_error *err)
+{
+    struct sup_open *o = arg;
+    const struct cw_config *cfg = o->cfg;
+    if (open_next(o, c, err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++)
         if (mq_conn_declare_topology(c, cfg->queues[q], cfg->retry_delays, cfg->nretry_delays,
@@ -44,13 +54,11 @@ static int open_consumer(const void *arg, struct mq_conn *c, struct cw_error *er
     return 0;
 }
 
-static int open_publisher(const void *arg, struct mq_conn *c, struct cw_error *err)
+/* Heartbeats too: the loop pumps it every round (sup_tend_publisher), so a half-open
+ * publisher connection is noticed before a publish depends on it. */
+static int open_publisher(void *arg, struct mq_conn *c, struct cw_error *err)
 {
-    const struct cw_config *cfg = arg;
-    /* Heartbeats too: the loop pumps it every round (sup_tend_publisher), so a half-open
-     * publisher connection is noticed before a publish depends on it. */
-    if (mq_conn_open(c, cfg->broker_url, cfg->broker_heartbeat, err) != 0 ||
-        mq_conn_enable_confirms(c, err) != 0)
+    if (open_next(arg, c, err) != 0 || mq_conn_enable_confirms(c, err) != 0)
         return -1;
     return 0;
 }
@@ -75,6 +83,9 @@ void sup_ensure_consumer(struct supervisor *s, double now)
             consumer_ready(s, &c);
         } else if (ok) {
             mq_conn_close(&c); /* shutting down meanwhile */
+        } else if (err.cls == CW_ERR_PERMANENT && s->generation == 0) {
+            log_error("cannot start: %s", err.message); /* never connected: configuration */
+            s->fatal = true;
         } else {
             log_warn("cannot reach the broker (next try in %.0f s): %s", s->reconnect_delay,
                      err.message);
@@ -85,7 +96,8 @@ void sup_ensure_consumer(struct supervisor *s, double now)
     if (mq_conn_is_open(&s->consumer) || s->draining || now < s->reconnect_at ||
         mq_connector_busy(&s->consumer_connector))
         return;
-    if (!mq_connector_start(&s->consumer_connector, open_consumer, s->cfg, &err)) {
+    s->consumer_open.cfg = s->cfg;
+    if (!mq_connector_start(&s->consumer_connector, open_consumer, &s->consumer_open, &err)) {
         log_error("%s", err.message);
         s->reconnect_at = now + s->reconnect_delay;
     }
@@ -129,7 +141,8 @@ void sup_ensure_publisher(struct supervisor *s, double now)
     if (mq_conn_is_open(&s->publisher) || now < s->publisher_retry_at ||
         mq_connector_busy(&s->publisher_connector))
         return;
-    if (!mq_connector_start(&s->publisher_connector, open_publisher, s->cfg, &err)) {
+    s->publisher_open.cfg = s->cfg;
+    if (!mq_connector_start(&s->publisher_connector, open_publisher, &s->publisher_open, &err)) {
         log_error("%s", err.message);
         s->publisher_retry_at = now + 1;
     }
@@ -173,8 +186,11 @@ int sup_publish_raw(struct supervisor *s, const char *exchange, const char *rout
         CW_FAIL(err, CW_ERR_TRANSIENT, "no publisher connection to the broker");
         return -1;
     }
-    if (mq_conn_publish_nowait(&s->publisher, exchange, routing_key, props, body,
-                               seq ? seq : &ignored, err) != 0) {
+    int rc = mq_conn_publish_nowait(&s->publisher, exchange, routing_key, props, body,
+                                    seq ? seq : &ignored, err);
+    if (rc > 0)
+        return -1; /* a peer that stopped reading: later, or its heartbeat gives it up */
+    if (rc < 0) {
         publisher_failed(s);
         return -1;
     }

@@ -76,6 +76,8 @@ static void begin_drain(struct supervisor *s)
 
 static bool should_stop(struct supervisor *s, double now)
 {
+    if (s->fatal)
+        return true;
     if ((stop_signals > 0 || s->shutdown_requested) && !s->draining)
         begin_drain(s);
     if (!s->draining)
@@ -143,5 +145,5 @@ int supervisor_run(const struct cw_config *cfg)
     mq_conn_close(&s.publisher);
     free(s.execs);
     log_info("stopped after %" PRIu64 " task(s)", s.processed);
-    return 0;
+    return s.fatal ? 2 : 0;
 }

@@ -22,7 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all unit asan integration test deps services-start services-stop demo demo-stop \
-        format format-check clean valgrind chaos bench compose-test
+        format format-check clean valgrind chaos bench compose-test fuzz fuzz-build
 
 all: $(BUILD)/cworker
 
@@ -85,6 +85,32 @@ bench:
 # means skipped: podman cannot run containers on this machine.
 compose-test:
 	bash tests/compose/run.sh
+
+# libFuzzer targets (tests/fuzz/README.md) built with clang under ASan+UBSan into
+# build-fuzz/, each run for FUZZ_SECONDS, one at a time; fails when any target crashes.
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := celery_message mq_json kombu_json conf_parser archive_reader
+FUZZ_CFLAGS  := $(SANITIZE) -fsanitize=fuzzer-no-link
+
+fuzz:
+	bash tests/fuzz/install-deps.sh
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang EXTRA_CFLAGS="$(FUZZ_CFLAGS)" EXTRA_LDFLAGS="$(SANITIZE)" \
+	  fuzz-build
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%) $(BUILD)/fuzz/seed_gen
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_input.c tests/fuzz/fuzz_input.h $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+$(BUILD)/fuzz/seed_gen: tests/fuzz/seed_gen.c tests/fuzz/fuzz_input.c tests/fuzz/fuzz_input.h \
+                        tests/unit/fixtures/celery_capture.h
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) -Itests/fuzz -o $@ $(filter %.c,$^) $(LDLIBS)
 
 services-start:
 	bash tests/env/services.sh start

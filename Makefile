@@ -1,7 +1,7 @@
 # cworker build. `make` builds build/cworker; `make test` installs what is missing,
 # starts private RabbitMQ/PostgreSQL and runs unit, sanitizer and integration tests.
 CC      ?= cc
-PKGS    := librabbitmq libpq json-c libarchive zlib openssl uuid libmicrohttpd
+PKGS    := librabbitmq libpq json-c libarchive zlib openssl uuid libmicrohttpd libcurl
 TESTDATA := $(abspath tests/testdata)
 BUILD   ?= build
 PYTHON  := /usr/bin/python3
@@ -21,7 +21,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-.PHONY: all unit asan integration test deps services-start services-stop demo demo-stop \
+.PHONY: all tools unit asan integration test deps services-start services-stop demo demo-stop \
         format format-check clean valgrind chaos bench compose-test fuzz fuzz-build
 
 all: $(BUILD)/cworker
@@ -39,6 +39,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(CFLAGS) -DTESTDATA_DIR='"$(TESTDATA)"' -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+
+# Test tools the integration tests run (not unit tests: they need servers).
+$(BUILD)/tests/s3_fetch: tests/tools/s3_fetch.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+tools: $(BUILD)/tests/s3_fetch
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -58,7 +66,7 @@ deps:
 # any AddressSanitizer/UBSan/LeakSanitizer report in the worker's log and on any ERROR line
 # the test did not declare with @pytest.mark.expect_log_errors.
 integration:
-	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" build-asan/cworker
+	$(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(SANITIZE)" EXTRA_LDFLAGS="$(SANITIZE)" build-asan/cworker build-asan/tests/s3_fetch
 	bash tests/env/services.sh start
 	CWORKER_BIN=$(abspath build-asan/cworker) \
 	  $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration

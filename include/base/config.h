@@ -10,11 +10,30 @@
 #define CONFIG_MAX_QUEUES  16
 #define CONFIG_MAX_RETRIES 16
 
+/* STORAGE_BACKEND=s3: where the uploads are and how to reach them (boto3's names).
+ * The secrets are taken from the environment only (never a flag: ps would show them) and
+ * never written to a log, an error, a status or a metric. */
+struct cw_s3_config {
+    char *bucket;            /* S3_BUCKET */
+    char *endpoint_url;      /* S3_ENDPOINT_URL (MinIO, s3rver); NULL = AWS */
+    char *region;            /* AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1 */
+    char *addressing_style;  /* S3_ADDRESSING_STYLE "path" | "virtual"; NULL = path with an
+                              * endpoint, virtual on AWS */
+    char *access_key_id;     /* AWS_ACCESS_KEY_ID */
+    char *secret_access_key; /* AWS_SECRET_ACCESS_KEY */
+    char *session_token;     /* AWS_SESSION_TOKEN, optional */
+    char *ca_bundle;         /* AWS_CA_BUNDLE: PEM file of trusted CAs; NULL = the system's */
+    int connect_timeout;     /* S3_CONNECT_TIMEOUT, seconds */
+    int read_timeout;        /* S3_READ_TIMEOUT: seconds without a byte before a download
+                              * counts as stalled */
+};
+
 struct cw_config {
-    char *broker_url;   /* CELERY_BROKER_URL */
-    char *database_url; /* DATABASE_URL */
-    char *storage_backend;
-    char *storage_path;
+    char *broker_url;      /* CELERY_BROKER_URL */
+    char *database_url;    /* DATABASE_URL */
+    char *storage_backend; /* STORAGE_BACKEND: "local" or "s3" */
+    char *storage_path;    /* STORAGE_PATH, the local backend's root */
+    struct cw_s3_config s3;
     char *queues[CONFIG_MAX_QUEUES];
     int nqueues;
     int concurrency;

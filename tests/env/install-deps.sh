@@ -10,7 +10,13 @@ PACKAGES=(
   rabbitmq-server postgresql
   python3-celery python3-sqlalchemy python3-psycopg2 python3-pytest
   clang-format valgrind docker-compose libmicrohttpd-dev curl
+  libcurl4-openssl-dev python3-boto3
 )
+# Node runs s3rver, the S3 stand-in of tests/integration/test_s3_storage.py (tests/env/
+# s3rver.sh installs it with npm). Asked for only when missing: a Node from elsewhere
+# bundles its own npm, and Debian's npm package would conflict with it.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -271,8 +271,8 @@ static void test_bad_environment_values(void **state)
     assert_env_refused("DATABASE_URL", "postgresql://h/db?nosuch=1",
                        "DATABASE_URL: not a valid PostgreSQL URL (invalid URI query parameter: "
                        "\"***\" (in the query parameters))");
-    assert_env_refused("STORAGE_BACKEND", "s3",
-                       "STORAGE_BACKEND: only 'local' is supported, got 's3'");
+    assert_env_refused("STORAGE_BACKEND", "gcs",
+                       "STORAGE_BACKEND: expected 'local' or 's3', got 'gcs'");
     assert_env_refused("CONCURRENCY", "-1",
                        "CONCURRENCY: expected an integer from 1 to 256, got '-1'");
     assert_env_refused("CONCURRENCY", "0",

@@ -1,5 +1,6 @@
 /* Configuration from environment variables and command-line flags. */
 #include "base/config.h"
+#include "base/config_s3.h"
 #include "mq/conn.h"
 #include "base/log.h"
 #include "base/xalloc.h"
@@ -173,6 +174,17 @@ enum setting {
     SET_DATABASE,
     SET_STORAGE_BACKEND,
     SET_STORAGE_PATH,
+    SET_S3_BUCKET,
+    SET_S3_ENDPOINT_URL,
+    SET_AWS_DEFAULT_REGION, /* before AWS_REGION, which wins when both are set (boto3) */
+    SET_AWS_REGION,
+    SET_S3_ADDRESSING_STYLE,
+    SET_AWS_ACCESS_KEY_ID,
+    SET_AWS_SECRET_ACCESS_KEY,
+    SET_AWS_SESSION_TOKEN,
+    SET_AWS_CA_BUNDLE,
+    SET_S3_CONNECT_TIMEOUT,
+    SET_S3_READ_TIMEOUT,
     SET_QUEUES,
     SET_CONCURRENCY,
     SET_PREFETCH,
@@ -205,6 +217,17 @@ static const char *const env_names[SET_COUNT] = {
     [SET_DATABASE] = "DATABASE_URL",
     [SET_STORAGE_BACKEND] = "STORAGE_BACKEND",
     [SET_STORAGE_PATH] = "STORAGE_PATH",
+    [SET_S3_BUCKET] = "S3_BUCKET",
+    [SET_S3_ENDPOINT_URL] = "S3_ENDPOINT_URL",
+    [SET_AWS_DEFAULT_REGION] = "AWS_DEFAULT_REGION",
+    [SET_AWS_REGION] = "AWS_REGION",
+    [SET_S3_ADDRESSING_STYLE] = "S3_ADDRESSING_STYLE",
+    [SET_AWS_ACCESS_KEY_ID] = "AWS_ACCESS_KEY_ID",
+    [SET_AWS_SECRET_ACCESS_KEY] = "AWS_SECRET_ACCESS_KEY",
+    [SET_AWS_SESSION_TOKEN] = "AWS_SESSION_TOKEN",
+    [SET_AWS_CA_BUNDLE] = "AWS_CA_BUNDLE",
+    [SET_S3_CONNECT_TIMEOUT] = "S3_CONNECT_TIMEOUT",
+    [SET_S3_READ_TIMEOUT] = "S3_READ_TIMEOUT",
     [SET_QUEUES] = "CELERY_QUEUES",
     [SET_CONCURRENCY] = "CONCURRENCY",
     [SET_PREFETCH] = "PREFETCH_MULTIPLIER",
@@ -244,8 +267,8 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
     case SET_DATABASE:
         return set_database_url(cfg, name, value, err);
     case SET_STORAGE_BACKEND:
-        if (strcmp(value, "local") != 0) {
-            CW_FAIL(err, CW_ERR_PERMANENT, "%s: only 'local' is supported, got '%s'", name, value);
+        if (strcmp(value, "local") != 0 && strcmp(value, "s3") != 0) {
+            CW_FAIL(err, CW_ERR_PERMANENT, "%s: expected 'local' or 's3', got '%s'", name, value);
             return -1;
         }
         set_string(&cfg->storage_backend, value);
@@ -253,6 +276,33 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
     case SET_STORAGE_PATH:
         set_string(&cfg->storage_path, value);
         return 0;
+    case SET_S3_BUCKET:
+        set_string(&cfg->s3.bucket, value);
+        return 0;
+    case SET_S3_ENDPOINT_URL:
+        return config_s3_set_endpoint(&cfg->s3, name, value, err);
+    case SET_AWS_DEFAULT_REGION:
+    case SET_AWS_REGION:
+        set_string(&cfg->s3.region, value);
+        return 0;
+    case SET_S3_ADDRESSING_STYLE:
+        return config_s3_set_addressing_style(&cfg->s3, name, value, err);
+    case SET_AWS_ACCESS_KEY_ID:
+        set_string(&cfg->s3.access_key_id, value);
+        return 0;
+    case SET_AWS_SECRET_ACCESS_KEY:
+        set_string(&cfg->s3.secret_access_key, value);
+        return 0;
+    case SET_AWS_SESSION_TOKEN:
+        set_string(&cfg->s3.session_token, value);
+        return 0;
+    case SET_AWS_CA_BUNDLE:
+        set_string(&cfg->s3.ca_bundle, value);
+        return 0;
+    case SET_S3_CONNECT_TIMEOUT:
+        return parse_int(name, value, 1, 3600, &cfg->s3.connect_timeout, err);
+    case SET_S3_READ_TIMEOUT:
+        return parse_int(name, value, 1, 3600, &cfg->s3.read_timeout, err);
     case SET_QUEUES:
         return parse_queues(cfg, name, value, err);
     case SET_CONCURRENCY:
@@ -325,6 +375,9 @@ static void set_defaults(struct cw_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->storage_backend = cw_xstrdup("local");
     cfg->storage_path = cw_xstrdup("/data/storage");
+    cfg->s3.region = cw_xstrdup("us-east-1");
+    cfg->s3.connect_timeout = 10;
+    cfg->s3.read_timeout = 30;
     cfg->queues[0] = cw_xstrdup("celery");
     cfg->nqueues = 1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -353,7 +406,12 @@ static void set_defaults(struct cw_config *cfg)
 static const struct option long_options[] = {
     {"broker", required_argument, NULL, SET_BROKER},
     {"database", required_argument, NULL, SET_DATABASE},
+    {"storage-backend", required_argument, NULL, SET_STORAGE_BACKEND},
     {"storage-path", required_argument, NULL, SET_STORAGE_PATH},
+    {"s3-bucket", required_argument, NULL, SET_S3_BUCKET},
+    {"s3-endpoint-url", required_argument, NULL, SET_S3_ENDPOINT_URL},
+    {"s3-addressing-style", required_argument, NULL, SET_S3_ADDRESSING_STYLE},
+    {"aws-region", required_argument, NULL, SET_AWS_REGION},
     {"queues", required_argument, NULL, SET_QUEUES},
     {"concurrency", required_argument, NULL, SET_CONCURRENCY},
     {"prefetch-multiplier", required_argument, NULL, SET_PREFETCH},
@@ -378,11 +436,24 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
+static bool has_flag(enum setting s)
+{
+    for (const struct option *o = long_options; o->name; o++)
+        if (o->val == (int)s)
+            return true;
+    return false;
+}
+
 void config_print_usage(const char *command)
 {
     printf("usage: cworker %s [options]\n\noptions (environment variable in brackets):\n", command);
     for (const struct option *o = long_options; o->name; o++)
         printf("  --%-22s [%s]\n", o->name, env_names[o->val]);
+    /* Secrets have no flag on purpose (ps shows a command line to every user). */
+    printf("\nenvironment only:\n");
+    for (int s = 0; s < SET_COUNT; s++)
+        if (!has_flag((enum setting)s) && strncmp(env_names[s], "CWORKER_DEBUG", 13) != 0)
+            printf("  %s\n", env_names[s]);
 }
 
 /* *soft_given is set when a flag names the soft limit, also abbreviated ("--soft"). */
@@ -445,6 +516,8 @@ int config_load(struct cw_config *cfg, int argc, char **argv, struct cw_error *e
                 cfg->soft_time_limit, cfg->time_limit);
         return -1;
     }
+    if (strcmp(cfg->storage_backend, "s3") == 0)
+        return config_s3_check(&cfg->s3, err);
     return 0;
 }
 
@@ -454,6 +527,7 @@ void config_free(struct cw_config *cfg)
     free(cfg->database_url);
     free(cfg->storage_backend);
     free(cfg->storage_path);
+    config_s3_free(&cfg->s3);
     for (int i = 0; i < cfg->nqueues; i++)
         free(cfg->queues[i]);
     free(cfg->migrations_dir);

@@ -48,6 +48,7 @@ struct cw_config {
     char *broker_ssl_ca;   /* amqps: CA file (kombu broker_use_ssl ca_certs); NULL = system */
     char *broker_ssl_cert; /* amqps: client certificate and key; NULL = none */
     char *broker_ssl_key;
+    bool queue_quorum; /* CELERY_QUEUE_TYPE=quorum: new queues are quorum queues */
     double visibility_timeout;
     double shutdown_grace;           /* seconds running tasks get to finish after SIGTERM */
     double retry_jitter;             /* percent, spreads retry delays */

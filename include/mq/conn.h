@@ -72,9 +72,12 @@ bool mq_conn_is_open(const struct mq_conn *c);
 
 /* Declares, for queue Q: exchange Q (direct, durable), queue Q (durable), binding Q->Q key Q —
  * what kombu declares for Celery's default queue — plus the worker's Q.retry.<N>s delay
- * queues (per-queue TTL dead-lettering back to Q) and Q.dead. */
+ * queues (per-queue TTL dead-lettering back to Q) and Q.dead. A queue that exists already
+ * is left as it is (a passive declare first), whatever its type: redeclaring it with other
+ * arguments would fail. New queues are quorum queues when quorum (CELERY_QUEUE_TYPE,
+ * Celery's task_default_queue_type). */
 CW_MUST_CHECK int mq_conn_declare_topology(struct mq_conn *c, const char *queue,
-                                           const double *retry_delays, int nretry,
+                                           const double *retry_delays, int nretry, bool quorum,
                                            struct cw_error *err);
 /* Name of the delay queue for `delay` seconds: "<queue>.retry.<N>s". */
 void mq_conn_retry_queue_name(const char *queue, double delay, char *out, size_t len);
@@ -93,9 +96,17 @@ CW_MUST_CHECK int mq_conn_bind(struct mq_conn *c, const char *queue, const char 
                                const char *routing_key, struct cw_error *err);
 
 /* The same without waiting for qos-ok (read later with the deliveries and ignored). */
-CW_MUST_CHECK int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch,
+CW_MUST_CHECK int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch, bool global,
                                               struct cw_error *err);
-CW_MUST_CHECK int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, struct cw_error *err);
+/* Cancels consumer_tag and consumes queue again under the same tag, without waiting: a
+ * per-consumer QoS set before applies to the new consumer. Deliveries of the old one stay
+ * unacked on the channel and can still be acked. */
+CW_MUST_CHECK int mq_conn_reconsume_nowait(struct mq_conn *c, const char *queue,
+                                           const char *consumer_tag, struct cw_error *err);
+/* global: one window for the whole channel (classic queues); else per consumer, for the
+ * consumers started after it (what quorum queues accept). */
+CW_MUST_CHECK int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, bool global,
+                                       struct cw_error *err);
 /* no_ack: the broker forgets each message once sent (remote control requests, which kombu
  * also consumes that way); such a consumer is not bound by the prefetch window. */
 CW_MUST_CHECK int mq_conn_consume(struct mq_conn *c, const char *queue, const char *consumer_tag,

@@ -59,7 +59,8 @@ struct sup_publish {
 /* What a connector thread needs to open a connection: it moves through the failover list. */
 struct sup_open {
     const struct cw_config *cfg;
-    unsigned next; /* the broker URL to try first */
+    unsigned next;         /* the broker URL to try first */
+    bool per_consumer_qos; /* a queue refused global QoS: it is a quorum queue */
 };
 
 /* A task id revoked by remote control: its deliveries are not run. */

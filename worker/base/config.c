@@ -195,6 +195,7 @@ enum setting {
     SET_HEARTBEAT,
     SET_BROKER_HEARTBEAT,
     SET_BROKER_SSL_CA,
+    SET_QUEUE_TYPE,
     SET_BROKER_SSL_CERT,
     SET_BROKER_SSL_KEY,
     SET_VISIBILITY,
@@ -238,6 +239,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_HEARTBEAT] = "HEARTBEAT_INTERVAL",
     [SET_BROKER_HEARTBEAT] = "BROKER_HEARTBEAT",
     [SET_BROKER_SSL_CA] = "BROKER_USE_SSL_CA_CERTS",
+    [SET_QUEUE_TYPE] = "CELERY_QUEUE_TYPE",
     [SET_BROKER_SSL_CERT] = "BROKER_USE_SSL_CERTFILE",
     [SET_BROKER_SSL_KEY] = "BROKER_USE_SSL_KEYFILE",
     [SET_VISIBILITY] = "VISIBILITY_TIMEOUT",
@@ -323,6 +325,14 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return parse_int(name, value, 0, 3600, &cfg->broker_heartbeat, err);
     case SET_BROKER_SSL_CA:
         return set_readable_file(&cfg->broker_ssl_ca, name, value, err);
+    case SET_QUEUE_TYPE:
+        if (strcmp(value, "classic") != 0 && strcmp(value, "quorum") != 0) {
+            CW_FAIL(err, CW_ERR_PERMANENT, "%s: expected 'classic' or 'quorum', got '%s'", name,
+                    value);
+            return -1;
+        }
+        cfg->queue_quorum = strcmp(value, "quorum") == 0;
+        return 0;
     case SET_BROKER_SSL_CERT:
         return set_readable_file(&cfg->broker_ssl_cert, name, value, err);
     case SET_BROKER_SSL_KEY:
@@ -422,6 +432,7 @@ static const struct option long_options[] = {
     {"heartbeat-interval", required_argument, NULL, SET_HEARTBEAT},
     {"broker-heartbeat", required_argument, NULL, SET_BROKER_HEARTBEAT},
     {"broker-ssl-ca-certs", required_argument, NULL, SET_BROKER_SSL_CA},
+    {"queue-type", required_argument, NULL, SET_QUEUE_TYPE},
     {"broker-ssl-certfile", required_argument, NULL, SET_BROKER_SSL_CERT},
     {"broker-ssl-keyfile", required_argument, NULL, SET_BROKER_SSL_KEY},
     {"visibility-timeout", required_argument, NULL, SET_VISIBILITY},

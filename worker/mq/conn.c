@@ -289,10 +289,58 @@ void mq_conn_retry_queue_name(const char *queue, double delay, char *out, size_t
         snprintf(out, len, "%s.retry.%gs", queue, delay);
 }
 
-static int declare_queue(struct mq_conn *c, const char *name, amqp_table_t args,
+/* After the broker closed our channel (a 404 on a passive declare): acknowledge it and
+ * open the channel again. */
+static int reopen_channel(struct mq_conn *c, struct cw_error *err)
+{
+    amqp_channel_close_ok_t ok = {0};
+    if (amqp_send_method(c->state, MQ_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) !=
+        AMQP_STATUS_OK) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "channel.close-ok on %s failed", c->where);
+        return -1;
+    }
+    amqp_channel_open(c->state, MQ_CHANNEL);
+    return check_rpc(c, "channel.open", err);
+}
+
+/* 1 when the queue exists (whatever its type and arguments), 0 when it does not. */
+static int queue_exists(struct mq_conn *c, const char *name, struct cw_error *err)
+{
+    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0,
+                       amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->state);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 1;
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+        ((const amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND)
+        return reopen_channel(c, err) == 0 ? 0 : -1;
+    fail_reply(err, c, r, "queue.declare (passive)");
+    return -1;
+}
+
+/* Declares name unless it exists: an existing queue keeps its type and arguments (a
+ * re-declaration with others would fail with PRECONDITION_FAILED). A new one gets args,
+ * plus x-queue-type quorum when quorum. */
+static int declare_queue(struct mq_conn *c, const char *name, amqp_table_t args, bool quorum,
                          struct cw_error *err)
 {
-    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, args);
+    int exists = queue_exists(c, name, err);
+    if (exists != 0) {
+        if (exists < 0)
+            CW_WRAP(err, "looking for queue %s", name);
+        return exists > 0 ? 0 : -1;
+    }
+    amqp_table_entry_t entries[8];
+    int n = 0;
+    for (int i = 0; i < args.num_entries && n < 7; i++)
+        entries[n++] = args.entries[i];
+    if (quorum) {
+        entries[n].key = amqp_cstring_bytes("x-queue-type");
+        entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+        entries[n++].value.value.bytes = amqp_cstring_bytes("quorum");
+    }
+    amqp_table_t all = {n, entries};
+    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, all);
     if (check_rpc(c, "queue.declare", err) != 0) {
         CW_WRAP(err, "declaring queue %s", name);
         return -1;
@@ -300,7 +348,7 @@ static int declare_queue(struct mq_conn *c, const char *name, amqp_table_t args,
     return 0;
 }
 
-static int declare_retry_queue(struct mq_conn *c, const char *queue, double delay,
+static int declare_retry_queue(struct mq_conn *c, const char *queue, double delay, bool quorum,
                                struct cw_error *err)
 {
     char name[300];
@@ -316,11 +364,11 @@ static int declare_retry_queue(struct mq_conn *c, const char *queue, double dela
     entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
     entries[2].value.value.bytes = amqp_cstring_bytes(queue);
     amqp_table_t args = {3, entries};
-    return declare_queue(c, name, args, err);
+    return declare_queue(c, name, args, quorum, err);
 }
 
 int mq_conn_declare_topology(struct mq_conn *c, const char *queue, const double *retry_delays,
-                             int nretry, struct cw_error *err)
+                             int nretry, bool quorum, struct cw_error *err)
 {
     amqp_bytes_t q = amqp_cstring_bytes(queue);
     /* kombu: Exchange(Q, type="direct", durable=True, auto_delete=False), no arguments */
@@ -330,7 +378,7 @@ int mq_conn_declare_topology(struct mq_conn *c, const char *queue, const double 
         CW_WRAP(err, "declaring exchange %s", queue);
         return -1;
     }
-    if (declare_queue(c, queue, amqp_empty_table, err) != 0)
+    if (declare_queue(c, queue, amqp_empty_table, quorum, err) != 0)
         return -1;
     amqp_queue_bind(c->state, MQ_CHANNEL, q, q, q, amqp_empty_table);
     if (check_rpc(c, "queue.bind", err) != 0) {
@@ -338,11 +386,11 @@ int mq_conn_declare_topology(struct mq_conn *c, const char *queue, const double 
         return -1;
     }
     for (int i = 0; i < nretry; i++)
-        if (declare_retry_queue(c, queue, retry_delays[i], err) != 0)
+        if (declare_retry_queue(c, queue, retry_delays[i], quorum, err) != 0)
             return -1;
     char dead[300];
     snprintf(dead, sizeof dead, "%s.dead", queue);
-    return declare_queue(c, dead, amqp_empty_table, err);
+    return declare_queue(c, dead, amqp_empty_table, quorum, err);
 }
 
 int mq_conn_declare_exchange(struct mq_conn *c, const char *name, const char *type, bool durable,
@@ -381,18 +429,39 @@ int mq_conn_bind(struct mq_conn *c, const char *queue, const char *exchange,
     return 0;
 }
 
-int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch, struct cw_error *err)
+int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch, bool global,
+                                struct cw_error *err)
 {
-    amqp_basic_qos_t req = {.prefetch_size = 0, .prefetch_count = prefetch, .global = 1};
+    amqp_basic_qos_t req = {.prefetch_size = 0, .prefetch_count = prefetch, .global = global};
     int status = amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_QOS_METHOD, &req);
     return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.qos");
 }
 
-int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, struct cw_error *err)
+int mq_conn_reconsume_nowait(struct mq_conn *c, const char *queue, const char *consumer_tag,
+                             struct cw_error *err)
+{
+    amqp_basic_cancel_t cancel = {.consumer_tag = amqp_cstring_bytes(consumer_tag), .nowait = 1};
+    amqp_basic_consume_t consume = {.queue = amqp_cstring_bytes(queue),
+                                    .consumer_tag = amqp_cstring_bytes(consumer_tag),
+                                    .no_ack = 0,
+                                    .nowait = 1,
+                                    .arguments = amqp_empty_table};
+    if (amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_CANCEL_METHOD, &cancel) !=
+            AMQP_STATUS_OK ||
+        amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_CONSUME_METHOD, &consume) !=
+            AMQP_STATUS_OK) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "re-consuming %s on %s failed", queue, c->where);
+        return -1;
+    }
+    return 0;
+}
+
+int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, bool global, struct cw_error *err)
 {
     /* global: one window for the channel's consumers, and a change applies at once
-     * (RabbitMQ applies a per-consumer QoS only to consumers started after it). */
-    amqp_basic_qos(c->state, MQ_CHANNEL, 0, prefetch, 1);
+     * (RabbitMQ applies a per-consumer QoS only to consumers started after it). Quorum
+     * queues refuse a global one. */
+    amqp_basic_qos(c->state, MQ_CHANNEL, 0, prefetch, global);
     return check_rpc(c, "basic.qos", err);
 }
 

@@ -109,6 +109,7 @@ static int open_dead_queue(struct mq_conn *c, const struct cw_config *cfg, const
 
 struct dlq_opts {
     const char *queue; /* NULL: the first configured queue */
+    bool quorum;       /* declare missing target queues as quorum queues */
     long limit;
     bool all;
     const char *ids[REPLAY_MAX_IDS];
@@ -174,6 +175,7 @@ static int parse(struct cmd_parser *p, struct dlq_opts *o, struct cw_config *cfg
     }
     if (o->queue == NULL)
         o->queue = cfg->queues[0];
+    o->quorum = cfg->queue_quorum;
     return -1;
 }
 
@@ -267,7 +269,7 @@ static int ensure_declared(struct replay *r, const char *queue, struct cw_error 
     for (int i = 0; i < r->ndeclared; i++)
         if (strcmp(r->declared[i], queue) == 0)
             return 0;
-    if (mq_conn_declare_topology(&r->pub, queue, NULL, 0, err) != 0)
+    if (mq_conn_declare_topology(&r->pub, queue, NULL, 0, r->opts->quorum, err) != 0)
         return -1;
     if (r->ndeclared < MAX_DECLARED)
         r->declared[r->ndeclared++] = cw_xstrdup(queue);

@@ -350,7 +350,7 @@ static int publish_confirmed(const struct cw_config *cfg, const char *queue,
     if (mq_conn_open(&c, cfg->broker_url, 0, err) != 0)
         return -1;
     if (mq_conn_enable_confirms(&c, err) == 0 &&
-        mq_conn_declare_topology(&c, queue, NULL, 0, err) == 0 &&
+        mq_conn_declare_topology(&c, queue, NULL, 0, cfg->queue_quorum, err) == 0 &&
         mq_conn_publish(&c, "", queue, &msg->props, msg->body, err) == 0)
         rc = 0;
     mq_conn_close(&c);

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 void sup_consumer_tag(int queue, char *out, size_t len)
@@ -37,15 +38,24 @@ static int open_consumer(void *arg, struct mq_conn *c, struct cw_error *err)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++)
         if (mq_conn_declare_topology(c, cfg->queues[q], cfg->retry_delays, cfg->nretry_delays,
-                                     err) != 0)
+                                     cfg->queue_quorum, err) != 0)
             return -1;
-    if (mq_conn_set_prefetch(c, (uint16_t)base_prefetch(cfg), err) != 0)
+    bool global = !(cfg->queue_quorum || o->per_consumer_qos);
+    if (mq_conn_set_prefetch(c, (uint16_t)base_prefetch(cfg), global, err) != 0)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++) {
         char tag[64];
         sup_consumer_tag(q, tag, sizeof tag);
-        if (mq_conn_consume(c, cfg->queues[q], tag, false, err) != 0)
+        if (mq_conn_consume(c, cfg->queues[q], tag, false, err) != 0) {
+            /* An existing quorum queue under CELERY_QUEUE_TYPE=classic: it refuses a channel-
+             * wide window. Adapt: the next attempt uses per-consumer QoS. */
+            if (global && strcasestr(err->message, "global") != NULL) {
+                o->per_consumer_qos = true;
+                CW_WRAP(err, "queue %s refuses global QoS (a quorum queue): using per-consumer QoS",
+                        cfg->queues[q]);
+            }
             return -1;
+        }
     }
     if (sup_control_declare(cfg, c, err) != 0) {
         CW_WRAP(err, "declaring remote control and events");
@@ -250,7 +260,15 @@ void sup_adjust_prefetch(struct supervisor *s, double now)
     if (want == s->prefetch)
         return;
     struct cw_error err;
-    if (mq_conn_set_prefetch_nowait(&s->consumer, (uint16_t)want, &err) != 0) {
+    bool global = !(s->cfg->queue_quorum || s->consumer_open.per_consumer_qos);
+    int rc = mq_conn_set_prefetch_nowait(&s->consumer, (uint16_t)want, global, &err);
+    /* A per-consumer window (quorum queues) holds for consumers started after it. */
+    for (int q = 0; rc == 0 && !global && q < s->cfg->nqueues; q++) {
+        char tag[64];
+        sup_consumer_tag(q, tag, sizeof tag);
+        rc = mq_conn_reconsume_nowait(&s->consumer, s->cfg->queues[q], tag, &err);
+    }
+    if (rc != 0) {
         sup_consumer_lost(s, &err);
         return;
     }

@@ -27,6 +27,7 @@ struct cw_config {
     double heartbeat_interval;
     int broker_heartbeat; /* AMQP heartbeat, seconds (Celery's broker_heartbeat); 0 = off */
     double visibility_timeout;
+    double orphan_timeout;           /* a PARSING run never started this long is re-published */
     double shutdown_grace;           /* seconds running tasks get to finish after SIGTERM */
     double retry_jitter;             /* percent, spreads retry delays */
     int debug_entry_delay_ms;        /* tests only: extra time per .conf entry */

@@ -50,6 +50,7 @@ struct cw_config {
     char *broker_ssl_key;
     bool queue_quorum; /* CELERY_QUEUE_TYPE=quorum: new queues are quorum queues */
     double visibility_timeout;
+    double orphan_timeout;           /* a PARSING run never started this long is re-published */
     double shutdown_grace;           /* seconds running tasks get to finish after SIGTERM */
     double retry_jitter;             /* percent, spreads retry delays */
     int debug_entry_delay_ms;        /* tests only: extra time per .conf entry */

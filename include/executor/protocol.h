@@ -11,7 +11,7 @@
  *     refused {"seq", "reason"}  the task message could not be read: it is dead-lettered
  *     result  {"seq", "run_id", "outcome", "retry_delay", "result"?, "error"?: {"class",
  *              "message", "traceback"}}
- *     sweep_result {"requeue": [{"run_id", "task_id", "retries"}]}
+ *     sweep_result {"requeue": [{"run_id", "task_id", "retries", "orphan"?}]}
  *
  * seq is the supervisor's number for one dispatch: a result answers the dispatch with the
  * same seq, and anything else is ignored. Outcomes and error classes travel as names and

@@ -22,7 +22,7 @@ static const char *const variables[] = {
     "VISIBILITY_TIMEOUT",  "SHUTDOWN_GRACE",     "RETRY_JITTER",
     "CWORKER_HTTP",        "CELERY_SEND_EVENTS", "CWORKER_DEBUG_ENTRY_DELAY_MS",
     "LOG_LEVEL",           "LOG_FORMAT",         "CWORKER_MIGRATIONS_DIR",
-    "CWORKER_NODENAME",
+    "CWORKER_NODENAME",    "ORPHAN_TIMEOUT",
 };
 
 /* Every test starts from an environment without any of the worker's variables. */
@@ -378,6 +378,43 @@ static void test_time_limits(void **state)
     config_free(&cfg);
 }
 
+static void test_orphan_timeout(void **state)
+{
+    (void)state;
+    struct cw_config cfg;
+    struct cw_error err;
+    assert_loads(&cfg);
+    assert_true(cfg.orphan_timeout == 3600);
+    config_free(&cfg);
+    /* a VISIBILITY_TIMEOUT above the default raises the default ORPHAN_TIMEOUT to it */
+    setenv("VISIBILITY_TIMEOUT", "7200", 1);
+    assert_loads(&cfg);
+    assert_true(cfg.orphan_timeout == 7200);
+    config_free(&cfg);
+    /* ... but a smaller explicit ORPHAN_TIMEOUT is refused, naming both */
+    setenv("ORPHAN_TIMEOUT", "3600", 1);
+    assert_int_equal(load(&cfg, &err, NULL), -1);
+    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+    assert_string_equal(err.message, "ORPHAN_TIMEOUT (3600) is below VISIBILITY_TIMEOUT (7200): a "
+                                     "message still waiting in a backlog would be published twice");
+    config_free(&cfg);
+    unsetenv("ORPHAN_TIMEOUT");
+    assert_int_equal(load(&cfg, &err, "--orphan-timeout", "10", NULL), -1);
+    assert_non_null(strstr(err.message, "ORPHAN_TIMEOUT (10) is below VISIBILITY_TIMEOUT (7200)"));
+    config_free(&cfg);
+    /* equal is fine, and so is a larger one */
+    assert_int_equal(load(&cfg, &err, "--orphan-timeout", "7200", NULL), 0);
+    assert_true(cfg.orphan_timeout == 7200);
+    config_free(&cfg);
+    unsetenv("VISIBILITY_TIMEOUT");
+    setenv("ORPHAN_TIMEOUT", "2.5", 1);
+    assert_int_equal(load(&cfg, &err, "--visibility-timeout", "1", NULL), 0);
+    assert_true(cfg.orphan_timeout == 2.5 && cfg.visibility_timeout == 1);
+    config_free(&cfg);
+    assert_env_refused("ORPHAN_TIMEOUT", "0",
+                       "ORPHAN_TIMEOUT: expected a positive number of seconds, got '0'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +427,7 @@ int main(void)
         cmocka_unit_test_setup(test_bad_environment_values, clear_environment),
         cmocka_unit_test_setup(test_bad_flag_values, clear_environment),
         cmocka_unit_test_setup(test_time_limits, clear_environment),
+        cmocka_unit_test_setup(test_orphan_timeout, clear_environment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,6 +199,7 @@ enum setting {
     SET_BROKER_SSL_CERT,
     SET_BROKER_SSL_KEY,
     SET_VISIBILITY,
+    SET_ORPHAN_TIMEOUT,
     SET_SHUTDOWN_GRACE,
     SET_RETRY_JITTER,
     SET_HTTP,
@@ -243,6 +244,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_BROKER_SSL_CERT] = "BROKER_USE_SSL_CERTFILE",
     [SET_BROKER_SSL_KEY] = "BROKER_USE_SSL_KEYFILE",
     [SET_VISIBILITY] = "VISIBILITY_TIMEOUT",
+    [SET_ORPHAN_TIMEOUT] = "ORPHAN_TIMEOUT",
     [SET_SHUTDOWN_GRACE] = "SHUTDOWN_GRACE",
     [SET_RETRY_JITTER] = "RETRY_JITTER",
     [SET_HTTP] = "CWORKER_HTTP",
@@ -339,6 +341,8 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return set_readable_file(&cfg->broker_ssl_key, name, value, err);
     case SET_VISIBILITY:
         return parse_seconds(name, value, &cfg->visibility_timeout, err);
+    case SET_ORPHAN_TIMEOUT:
+        return parse_seconds(name, value, &cfg->orphan_timeout, err);
     case SET_SHUTDOWN_GRACE:
         return parse_seconds(name, value, &cfg->shutdown_grace, err);
     case SET_RETRY_JITTER: {
@@ -403,6 +407,7 @@ static void set_defaults(struct cw_config *cfg)
     cfg->heartbeat_interval = 30;
     cfg->broker_heartbeat = 30;
     cfg->visibility_timeout = 300;
+    cfg->orphan_timeout = 3600;
     cfg->shutdown_grace = 60;
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->migrations_dir = cw_xstrdup("migrations");
@@ -436,6 +441,7 @@ static const struct option long_options[] = {
     {"broker-ssl-certfile", required_argument, NULL, SET_BROKER_SSL_CERT},
     {"broker-ssl-keyfile", required_argument, NULL, SET_BROKER_SSL_KEY},
     {"visibility-timeout", required_argument, NULL, SET_VISIBILITY},
+    {"orphan-timeout", required_argument, NULL, SET_ORPHAN_TIMEOUT},
     {"shutdown-grace", required_argument, NULL, SET_SHUTDOWN_GRACE},
     {"retry-jitter", required_argument, NULL, SET_RETRY_JITTER},
     {"http", required_argument, NULL, SET_HTTP},
@@ -467,8 +473,8 @@ void config_print_usage(const char *command)
             printf("  %s\n", env_names[s]);
 }
 
-/* *soft_given is set when a flag names the soft limit, also abbreviated ("--soft"). */
-static int load_flags(struct cw_config *cfg, int argc, char **argv, bool *soft_given,
+/* given[s] is set for each setting a flag names, also abbreviated ("--soft"). */
+static int load_flags(struct cw_config *cfg, int argc, char **argv, bool *given,
                       struct cw_error *err)
 {
     optind = 1;
@@ -495,7 +501,7 @@ static int load_flags(struct cw_config *cfg, int argc, char **argv, bool *soft_g
             CW_FAIL(err, CW_ERR_PERMANENT, "unknown option or missing value: %s", argv[optind - 1]);
             return -1;
         }
-        *soft_given |= c == SET_SOFT_TIME_LIMIT;
+        given[c] = true;
         char name[64];
         snprintf(name, sizeof name, "%s%s", flag ? "" : "--", flag ? flag : long_options[idx].name);
         if (apply_setting(cfg, (enum setting)c, name, optarg, err) != 0)
@@ -508,18 +514,41 @@ static int load_flags(struct cw_config *cfg, int argc, char **argv, bool *soft_g
     return 0;
 }
 
+/* A message may wait in a backlog for up to VISIBILITY_TIMEOUT without being stuck, so an
+ * orphan (never started) must wait at least as long before it is published again: a
+ * smaller explicit ORPHAN_TIMEOUT is refused, the default follows a larger
+ * VISIBILITY_TIMEOUT. */
+static int check_orphan_timeout(struct cw_config *cfg, bool given, struct cw_error *err)
+{
+    if (cfg->orphan_timeout >= cfg->visibility_timeout)
+        return 0;
+    if (!given) {
+        cfg->orphan_timeout = cfg->visibility_timeout;
+        return 0;
+    }
+    CW_FAIL(err, CW_ERR_PERMANENT,
+            "ORPHAN_TIMEOUT (%g) is below VISIBILITY_TIMEOUT (%g): a message still waiting "
+            "in a backlog would be published twice",
+            cfg->orphan_timeout, cfg->visibility_timeout);
+    return -1;
+}
+
 int config_load(struct cw_config *cfg, int argc, char **argv, struct cw_error *err)
 {
     set_defaults(cfg);
+    bool given[SET_COUNT] = {false};
     for (int s = 0; s < SET_COUNT; s++) {
         const char *value = getenv(env_names[s]);
         if (value && *value && apply_setting(cfg, (enum setting)s, env_names[s], value, err) != 0)
             return -1;
+        given[s] = value && *value;
     }
-    /* The soft limit only has a default; a hard limit set below it pulls it down. */
-    bool soft_given = getenv("SOFT_TIME_LIMIT") && *getenv("SOFT_TIME_LIMIT");
-    if (load_flags(cfg, argc, argv, &soft_given, err) != 0)
+    if (load_flags(cfg, argc, argv, given, err) != 0)
         return -1;
+    if (check_orphan_timeout(cfg, given[SET_ORPHAN_TIMEOUT], err) != 0)
+        return -1;
+    /* The soft limit only has a default; a hard limit set below it pulls it down. */
+    bool soft_given = given[SET_SOFT_TIME_LIMIT];
     if (!soft_given && cfg->soft_time_limit > cfg->time_limit)
         cfg->soft_time_limit = cfg->time_limit;
     if (cfg->soft_time_limit > cfg->time_limit) {

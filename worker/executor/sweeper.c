@@ -1,11 +1,14 @@
-/* Stuck-run sweep: claim for a retry, or fail when the retries are spent. */
+/* Stuck-run sweep: claim for a retry, or fail when the retries are spent; and orphaned runs
+ * (their message never reached a worker): claim for a re-publish of the original task. */
 #include "executor/sweeper.h"
 #include "base/log.h"
+#include "db/orphans.h"
 #include "db/run_metrics.h"
 #include "tasks/retry_policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <uuid/uuid.h>
 
 static json_object *requeue_entry(const struct db_stuck_run *r)
 {
@@ -63,6 +66,59 @@ static int sweep_one(struct db *db, const struct cw_config *cfg, const struct db
     return 0;
 }
 
+static json_object *orphan_entry(long run_id, const char *task_id)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "run_id", json_object_new_int64(run_id));
+    json_object_object_add(o, "task_id", json_object_new_string(task_id));
+    json_object_object_add(o, "retries", json_object_new_int(0));
+    json_object_object_add(o, "orphan", json_object_new_boolean(1));
+    return o;
+}
+
+/* One orphan, under its run lock: an execution that starts meanwhile holds the lock, and
+ * one that finished wrote its cworker_tasks row before releasing it, so the claim sees it. */
+static int claim_orphan(struct db *db, const struct cw_config *cfg, const struct db_orphan_run *r,
+                        json_object *requeue, struct cw_error *err)
+{
+    char new_id[37] = "";
+    if (!r->has_task_id) { /* stored on the run by the claim, so the re-publish is its task */
+        uuid_t uu;
+        uuid_generate_random(uu);
+        uuid_unparse_lower(uu, new_id);
+    }
+    bool claimed = false;
+    if (db_orphan_claim(db, r, cfg->orphan_timeout, new_id, &claimed, err) != 0)
+        return -1;
+    if (claimed) {
+        log_debug("run %ld marked PARSING %.0f s ago and never started: claimed for a re-publish",
+                  r->run_id, r->marked_for);
+        json_object_array_add(requeue,
+                              orphan_entry(r->run_id, r->has_task_id ? r->task_id : new_id));
+    }
+    return 0;
+}
+
+static int sweep_orphans(struct db *db, const struct cw_config *cfg, json_object *requeue,
+                         struct cw_error *err)
+{
+    struct db_orphan_run *runs = NULL;
+    size_t n = 0;
+    if (db_orphaned_runs(db, cfg->orphan_timeout, &runs, &n, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        bool locked = false;
+        rc = db_run_try_lock(db, runs[i].run_id, &locked, err);
+        if (rc != 0 || !locked)
+            continue; /* an execution of it has just started */
+        rc = claim_orphan(db, cfg, &runs[i], requeue, err);
+        db_run_unlock(db, runs[i].run_id);
+    }
+    free(runs);
+    return rc;
+}
+
 json_object *sweeper_run(struct db *db, const struct cw_config *cfg, struct cw_error *err)
 {
     struct db_stuck_run *runs = NULL;
@@ -84,5 +140,10 @@ json_object *sweeper_run(struct db *db, const struct cw_config *cfg, struct cw_e
         json_object_put(requeue);
         return NULL;
     }
+    /* The stuck runs claimed above must be published whatever happens to the orphans. */
+    struct cw_error orphan_err;
+    if (sweep_orphans(db, cfg, requeue, &orphan_err) != 0)
+        log_warn("looking for orphaned runs failed (the next sweep tries again): %s",
+                 orphan_err.message);
     return requeue;
 }

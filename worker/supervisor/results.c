@@ -2,6 +2,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/xalloc.h"
+#include "celery/encode.h"
 #include "executor/channel.h"
 #include "supervisor/internal.h"
 #include "tasks/task.h"
@@ -111,6 +112,37 @@ void sup_schedule_sweep(struct supervisor *s, double now)
     s->next_sweep = now + fmax(1.0, fmin(s->cfg->visibility_timeout / 2, 30.0));
 }
 
+/* An orphan (its message never reached a worker) is published again as the application
+ * published it: parse_run(run_id) as a new task under the run's task id, so a late
+ * original delivery is a duplicate of the same task (it finds the run final and skips). */
+static void publish_orphan(struct supervisor *s, long run_id, const char *task_id)
+{
+    char argsrepr[32];
+    snprintf(argsrepr, sizeof argsrepr, "[%ld]", run_id);
+    json_object *args = json_object_new_array();
+    json_object_array_add(args, json_object_new_int64(run_id));
+    struct celery_new_task t = {
+        .task = task_registry_all()[0]->name,
+        .id = task_id,
+        .args = args,
+        .argsrepr = argsrepr,
+        .kwargsrepr = "{}",
+        .origin = s->cfg->nodename,
+    };
+    struct celery_outgoing out;
+    struct cw_error err;
+    const char *queue = s->cfg->queues[0];
+    if (celery_message_encode_new(&t, &out, &err) != 0 ||
+        sup_publish_to(s, "", queue, &out.props, out.body, &err) != 0)
+        log_error("cannot re-publish orphaned run %ld (tried again after ORPHAN_TIMEOUT): %s",
+                  run_id, err.message);
+    else
+        log_info("run %ld: its message never reached a worker; parse_run re-published as task %s",
+                 run_id, task_id);
+    celery_outgoing_free(&out);
+    json_object_put(args);
+}
+
 /* Re-enqueues a recovered run as Celery's retry would: same task id, retries as given. */
 static void publish_recovered(struct supervisor *s, json_object *entry)
 {
@@ -122,6 +154,10 @@ static void publish_recovered(struct supervisor *s, json_object *entry)
     int retries = json_object_object_get_ex(entry, "retries", &v) ? json_object_get_int(v) : 1;
     const char *task_id =
         json_object_object_get_ex(entry, "task_id", &v) ? json_object_get_string(v) : "";
+    if (json_object_object_get_ex(entry, "orphan", &v) && json_object_get_boolean(v)) {
+        publish_orphan(s, run_id, task_id);
+        return;
+    }
     t.protocol = 2;
     t.id = cw_xstrdup(task_id);
     t.task = cw_xstrdup(task_registry_all()[0]->name);

@@ -197,6 +197,7 @@ void sup_send_snapshot(struct supervisor *s, double now);
 void sup_stop_http(struct supervisor *s);
 void sup_adjust_prefetch(struct supervisor *s, double now);
 int sup_busy_executors(const struct supervisor *s);
+bool sup_sweeping(const struct supervisor *s);
 void sup_stop_executors(struct supervisor *s);
 /* A publish nobody waits for: events, rpc results, control replies, recovered runs. */
 int sup_publish_to(struct supervisor *s, const char *exchange, const char *routing_key,

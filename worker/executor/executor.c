@@ -75,7 +75,7 @@ static int send_or_log(int fd, json_object *msg)
     struct cw_error err;
     int rc = channel_send(fd, msg, &err);
     if (rc != 0)
-        log_error("cannot report to the supervisor: %s", err.message);
+        log_warn("cannot report to the supervisor (it is gone or stopping): %s", err.message);
     json_object_put(msg);
     return rc;
 }
@@ -157,6 +157,8 @@ void executor_main(int fd, const struct cw_config *cfg, int index, pid_t parent)
         int got = channel_recv(fd, &msg, &err);
         if (got == 0)
             break; /* EOF: the supervisor is gone or shutting down */
+        if (got < 0 && err.cls == CW_ERR_TRANSIENT)
+            break; /* the channel itself failed: the supervisor is gone */
         if (got < 0) {
             log_error("bad frame from the supervisor: %s", err.message);
             continue;

@@ -208,6 +208,14 @@ void sup_read_executor(struct supervisor *s, struct executor *e)
     json_object_put(msg);
 }
 
+bool sup_sweeping(const struct supervisor *s)
+{
+    for (int i = 0; i < s->nexec; i++)
+        if (s->execs[i].state == EXEC_SWEEPING)
+            return true;
+    return false;
+}
+
 int sup_busy_executors(const struct supervisor *s)
 {
     int n = 0;

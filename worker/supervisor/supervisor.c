@@ -90,7 +90,8 @@ static bool should_stop(struct supervisor *s, double now)
         log_warn("grace period over: stopping now; unfinished tasks return to the queue");
         return true;
     }
-    return sup_busy_executors(s) == 0 && s->npublishes == 0; /* confirms settle the rest */
+    /* Running tasks, sweeps (their recoveries are published) and confirms settle first. */
+    return sup_busy_executors(s) == 0 && !sup_sweeping(s) && s->npublishes == 0;
 }
 
 int supervisor_run(const struct cw_config *cfg)

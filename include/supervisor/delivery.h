@@ -8,19 +8,20 @@
  *
  *   from        may go to (besides ORPHANED, which every live state may go to)
  *   RECEIVED    HELD, PENDING, CONFIRMING, DEAD_LETTERED, REVOKED, REQUEUED
- *   HELD        PENDING, REVOKED, REQUEUED
+ *   HELD        PENDING, CONFIRMING, REVOKED, REQUEUED
  *   PENDING     DISPATCHED, CONFIRMING, DEAD_LETTERED, REVOKED, REQUEUED
  *   DISPATCHED  RUNNING, PENDING, CONFIRMING, DEAD_LETTERED, REQUEUED
  *   RUNNING     ACKED, CONFIRMING, RETRIED, REQUEUED, DEAD_LETTERED, PENDING
- *   CONFIRMING  RETRIED, DEAD_LETTERED, REQUEUED
+ *   CONFIRMING  ACKED, RETRIED, DEAD_LETTERED, REQUEUED
  *   ACKED, REQUEUED, RETRIED, DEAD_LETTERED, REVOKED, ORPHANED: nowhere (settled)
  *
  * - RECEIVED: decoded (or not) but not yet queued; it leaves at once.
  * - HELD: waiting for a future eta; PENDING: runnable, waiting for an idle executor.
  * - DISPATCHED: handed to an executor; RUNNING: the executor said it started.
- * - CONFIRMING: its retry or dead letter is published; the broker's confirm settles it
- *   (RETRIED or DEAD_LETTERED), a nack or a dead publisher requeues it. The loop never
- *   waits for a confirm.
+ * - CONFIRMING: its retry, its dead letter, or (held for a long eta) a copy of itself is
+ *   published; the broker's confirm settles it (RETRIED, DEAD_LETTERED, ACKED), a nack
+ *   requeues it. The loop never waits for a confirm. A held delivery is re-published
+ *   before RabbitMQ's consumer_timeout would close the channel over it.
  * - ACKED, RETRIED (retry published, then acked), REQUEUED (rejected with requeue),
  *   DEAD_LETTERED (copied to <queue>.dead, then acked), REVOKED (acked, not run):
  *   settled with the broker on the delivery's own connection.

@@ -19,11 +19,11 @@
 static const int expected[N][N] = {
     /*                  RCV HLD PND DSP RUN CNF ACK RQU RTR DLT RVK ORP */
     [DLV_RECEIVED] = {0, Y, Y, 0, 0, Y, 0, Y, 0, Y, Y, Y},
-    [DLV_HELD] = {0, 0, Y, 0, 0, 0, 0, Y, 0, 0, Y, Y},
+    [DLV_HELD] = {0, 0, Y, 0, 0, Y, 0, Y, 0, 0, Y, Y},
     [DLV_PENDING] = {0, 0, 0, Y, 0, Y, 0, Y, 0, Y, Y, Y},
     [DLV_DISPATCHED] = {0, 0, Y, 0, Y, Y, 0, Y, 0, Y, 0, Y},
     [DLV_RUNNING] = {0, 0, Y, 0, 0, Y, Y, Y, Y, Y, 0, Y},
-    [DLV_CONFIRMING] = {0, 0, 0, 0, 0, 0, 0, Y, Y, Y, 0, Y},
+    [DLV_CONFIRMING] = {0, 0, 0, 0, 0, 0, Y, Y, Y, Y, 0, Y},
     [DLV_ACKED] = {0},
     [DLV_REQUEUED] = {0},
     [DLV_RETRIED] = {0},

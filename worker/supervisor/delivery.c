@@ -8,7 +8,9 @@ static const unsigned allowed[DLV_NSTATES] = {
     [DLV_RECEIVED] = BIT(DLV_HELD) | BIT(DLV_PENDING) | BIT(DLV_CONFIRMING) |
                      BIT(DLV_DEAD_LETTERED) | BIT(DLV_REVOKED) | BIT(DLV_REQUEUED) |
                      BIT(DLV_ORPHANED),
-    [DLV_HELD] = BIT(DLV_PENDING) | BIT(DLV_REVOKED) | BIT(DLV_REQUEUED) | BIT(DLV_ORPHANED),
+    /* CONFIRMING: a copy re-published before the broker's consumer timeout ends its wait. */
+    [DLV_HELD] = BIT(DLV_PENDING) | BIT(DLV_CONFIRMING) | BIT(DLV_REVOKED) | BIT(DLV_REQUEUED) |
+                 BIT(DLV_ORPHANED),
     [DLV_PENDING] = BIT(DLV_DISPATCHED) | BIT(DLV_CONFIRMING) | BIT(DLV_REVOKED) |
                     BIT(DLV_REQUEUED) | BIT(DLV_DEAD_LETTERED) | BIT(DLV_ORPHANED),
     /* Back to PENDING when the hand-over failed; REQUEUED when the executor died before it
@@ -18,9 +20,9 @@ static const unsigned allowed[DLV_NSTATES] = {
     /* Back to PENDING only with a forced outcome (hard time limit, revoke-terminate). */
     [DLV_RUNNING] = BIT(DLV_ACKED) | BIT(DLV_CONFIRMING) | BIT(DLV_RETRIED) | BIT(DLV_REQUEUED) |
                     BIT(DLV_DEAD_LETTERED) | BIT(DLV_PENDING) | BIT(DLV_ORPHANED),
-    /* Waiting for the broker's confirm of its retry or dead letter. */
-    [DLV_CONFIRMING] =
-        BIT(DLV_RETRIED) | BIT(DLV_DEAD_LETTERED) | BIT(DLV_REQUEUED) | BIT(DLV_ORPHANED),
+    /* Waiting for the broker's confirm of its retry, dead letter or re-published copy. */
+    [DLV_CONFIRMING] = BIT(DLV_ACKED) | BIT(DLV_RETRIED) | BIT(DLV_DEAD_LETTERED) |
+                       BIT(DLV_REQUEUED) | BIT(DLV_ORPHANED),
 };
 
 static const char *const names[DLV_NSTATES] = {

@@ -180,6 +180,30 @@ static void test_quotes_are_short(void **state)
     free(kwargs);
 }
 
+static void test_task_id_length(void **state)
+{
+    (void)state;
+    struct cw_error err;
+    char id[600];
+    cw_error_clear(&err);
+    assert_int_equal(parse_run_check_task_id("a3c9d0e2-5b7f-4c1a-8e6d-2f4b9a7c1e30", &err), 0);
+    assert_int_equal(parse_run_check_task_id("", &err), 0);
+    memset(id, 'i', 255);
+    id[255] = '\0';
+    assert_int_equal(parse_run_check_task_id(id, &err), 0);
+    /* 255 characters of two bytes each still fit: varchar(255) counts characters */
+    for (int i = 0; i < 255; i++)
+        memcpy(id + 2 * i, "\xc3\xa9", 2);
+    id[510] = '\0';
+    assert_int_equal(parse_run_check_task_id(id, &err), 0);
+    memset(id, 'i', 256);
+    id[256] = '\0';
+    assert_int_equal(parse_run_check_task_id(id, &err), -1);
+    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+    assert_string_equal(err.message, "task id is 256 characters long; a run records at most 255 "
+                                     "(ingestion_runs.task_id)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +214,7 @@ int main(void)
         cmocka_unit_test(test_wrong_calls_of_a_named_run),
         cmocka_unit_test(test_wrong_calls_that_name_no_run),
         cmocka_unit_test(test_quotes_are_short),
+        cmocka_unit_test(test_task_id_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

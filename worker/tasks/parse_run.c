@@ -493,8 +493,9 @@ void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
     bool wrong_call = false;
     struct cw_error bad_call;
     cw_error_clear(&bad_call);
-    if (parse_run_args(msg, &report->run_id, &wrong_call, &bad_call) != 0) {
-        report->err = bad_call; /* names no run: nothing to record it in */
+    if (parse_run_check_task_id(msg->id, &bad_call) != 0 ||
+        parse_run_args(msg, &report->run_id, &wrong_call, &bad_call) != 0) {
+        report->err = bad_call; /* names no run, or cannot be recorded in one */
         report->outcome = TASK_REJECTED;
         return;
     }

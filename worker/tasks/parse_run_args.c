@@ -2,6 +2,7 @@
  * Python would accept. */
 #include "tasks/parse_run_args.h"
 
+#include "base/utf8.h"
 #include "celery/args.h"
 #include "celery/pyrepr.h"
 
@@ -9,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ingestion_runs.task_id varchar(255), in characters. */
+#define TASK_ID_MAX_CHARS 255
 
 /* Values and keyword names quoted in messages are cut: a producer may send megabytes. */
 #define QUOTE_MAX 60
@@ -159,4 +163,15 @@ int parse_run_args(const struct celery_task *t, long *run_id, bool *bad_call, st
         *bad_call = true;
     }
     return 0;
+}
+
+int parse_run_check_task_id(const char *task_id, struct cw_error *err)
+{
+    size_t chars = utf8_char_count(task_id, strlen(task_id));
+    if (chars <= TASK_ID_MAX_CHARS)
+        return 0;
+    CW_FAIL(err, CW_ERR_PERMANENT,
+            "task id is %zu characters long; a run records at most %d (ingestion_runs.task_id)",
+            chars, TASK_ID_MAX_CHARS);
+    return -1;
 }

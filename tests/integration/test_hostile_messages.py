@@ -314,3 +314,22 @@ def test_header_beyond_the_frame_size_never_arrives(env, queue, worker, celery):
     assert row["status"] == "COMPLETE" and row["task_id"] != tid, row
     wait_drained(env, queue)
     assert env.ready(queue + ".dead") == 0
+
+
+def test_rejected_message_reports_a_failure_to_the_client(env, queue, worker):
+    """A client waiting on the result (rpc://) of a message that names no run gets a
+    PermanentError with the reason, as for any failure; the message is dead-lettered."""
+    app = producer.celery_app(env.broker_url)
+    app.conf.result_backend = "rpc://"
+    try:
+        res = app.send_task(producer.TASK_NAME, args=[-1], queue=queue)
+        with pytest.raises(Exception) as ei:
+            res.get(timeout=30)
+        assert type(ei.value).__name__ == "PermanentError", repr(ei.value)
+        assert "Run -1 not found (run ids are 1 to 2147483647)" in str(ei.value)
+        assert res.state == "FAILURE"
+    finally:
+        app.close()
+    letter = env.get_message(queue + ".dead", timeout=15)
+    assert letter is not None and letter["headers"].get("id") == res.id
+    wait_drained(env, queue)

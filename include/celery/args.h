@@ -14,4 +14,15 @@
 CW_MUST_CHECK int celery_task_int_arg(const struct celery_task *t, size_t position,
                                       const char *keyword, long *out, struct cw_error *err);
 
+enum celery_integral {
+    CELERY_INTEGRAL,         /* *out holds the value */
+    CELERY_INTEGRAL_TOO_BIG, /* a whole number beyond the range of long */
+    CELERY_NOT_INTEGRAL,     /* another type, a fraction, or text that is not a number */
+};
+
+/* What a JSON value says as a whole number: a JSON int, an integral string ("42", or
+ * "42.000" as a kombu Decimal arrives) or an integral double (42.0, as Python's json
+ * writes a float). Booleans, null and containers are not integral. */
+enum celery_integral celery_json_integral(json_object *v, long *out);
+
 #endif

@@ -16,7 +16,10 @@ enum task_outcome {
     TASK_RETRY,     /* transient: the supervisor publishes the retry after retry_delay */
     TASK_SKIPPED,   /* nothing done (duplicate delivery, run owned by another execution) */
     TASK_REQUEUE,   /* infrastructure outage: nothing recorded, redeliver later */
+    TASK_REJECTED,  /* the message can never run (it names no run): nothing recorded, the
+                       supervisor dead-letters it with err.message as the reason */
 };
+#define TASK_OUTCOME_LAST TASK_REJECTED
 
 struct task_context {
     struct db *db;           /* the task's connection (holds the run lock and the transaction) */
@@ -31,7 +34,7 @@ struct task_report {
     enum task_outcome outcome;
     long run_id;         /* 0 when unknown */
     json_object *result; /* owned by the report: the task's return value */
-    struct cw_error err; /* why, for FAILED / RETRY / REQUEUE */
+    struct cw_error err; /* why, for FAILED / RETRY / REQUEUE / REJECTED */
     double retry_delay;  /* seconds, for RETRY */
 };
 

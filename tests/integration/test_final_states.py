@@ -117,9 +117,9 @@ def test_hard_time_limit_after_the_commit_does_not_fail_the_run(env, workers, ce
     assert env.ready(workers.queue + ".dead") == 0
 
 
-def test_run_id_beyond_int32_is_failed_once_not_requeued(env, workers, celery):
+def test_run_id_beyond_int32_is_dead_lettered_once_not_requeued(env, workers, celery):
     """parse_run(2**31 + 7): no ingestion_runs row can hold it; the delivery is settled
-    as a permanent failure (acked once), not redelivered in a loop."""
+    once, dead-lettered with the reason, not redelivered in a loop."""
     w = workers.start(CONCURRENCY=1)
     big = 2 ** 31 + 7
     task_id = producer.send_parse_run(celery, big, queue=workers.queue)
@@ -128,6 +128,10 @@ def test_run_id_beyond_int32_is_failed_once_not_requeued(env, workers, celery):
     assert faults.log_count(w, r"%s[^\n]*received" % task_id) == 1, w.tail()
     assert faults.log_count(w, r"Run %d not found" % big) >= 1, w.tail()
     assert env.ctl_counts(workers.queue) == (0, 0)
+    dead = env.get_message(workers.queue + ".dead", timeout=10)
+    assert dead is not None and dead["headers"].get("id") == task_id
+    assert faults.text(dead["headers"]["x-cworker-reason"]) == \
+        "Run %d not found (run ids are 1 to 2147483647)" % big
 
 
 SECRET = "s3cret%zz"

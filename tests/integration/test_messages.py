@@ -47,11 +47,13 @@ def test_already_complete_run_is_not_touched(env, worker, celery):
     assert env.ready(worker.queue + ".dead") == 0
 
 
-def test_missing_run_is_acked_and_logged(env, worker, celery):
+def test_missing_run_is_dead_lettered(env, worker, celery):
+    # A run id that names no row can never run: dead-lettered with why, nothing recorded.
     missing = 2_000_000_000 + (uuid.uuid4().int % 100_000_000)
-    producer.send_parse_run(celery, missing, queue=worker.queue)
-    assert worker.wait_log(r"\b%d\b" % missing), \
-        "worker log never mentions run %d:\n%s" % (missing, worker.tail())
+    tid = producer.send_parse_run(celery, missing, queue=worker.queue)
+    msg = assert_dead_lettered(env, worker, "app.worker.tasks.parse_run", ("not found",))
+    assert msg["headers"].get("id") == tid
+    assert msg["headers"]["x-cworker-reason"] == "Run %d not found" % missing
     wait_drained(env, worker.queue)
     assert env.run(missing) is None  # nothing invented
     assert env.ready(worker.queue + ".dead") == 0

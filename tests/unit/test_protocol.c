@@ -159,8 +159,8 @@ static void report_with(struct task_report *r, enum task_outcome o, enum cw_erro
 static void test_result_for_every_outcome_and_class(void **state)
 {
     (void)state;
-    static const enum task_outcome outcomes[] = {TASK_SUCCEEDED, TASK_FAILED, TASK_RETRY,
-                                                 TASK_SKIPPED, TASK_REQUEUE};
+    static const enum task_outcome outcomes[] = {TASK_SUCCEEDED, TASK_FAILED,  TASK_RETRY,
+                                                 TASK_SKIPPED,   TASK_REQUEUE, TASK_REJECTED};
     static const struct {
         enum cw_error_class cls;
         const char *name;

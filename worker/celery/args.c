@@ -3,11 +3,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* "-?[0-9]+" optionally followed by ".0*" (how a kombu Decimal such as 42.000 reads). */
-static int parse_integral(const char *s, size_t len, long *out)
+static enum celery_integral parse_integral(const char *s, size_t len, long *out)
 {
     size_t i = (s[0] == '-') ? 1 : 0;
     size_t digits_end;
@@ -15,7 +16,7 @@ static int parse_integral(const char *s, size_t len, long *out)
     long v;
 
     if (strlen(s) != len || !isdigit((unsigned char)s[i]))
-        return -1;
+        return CELERY_NOT_INTEGRAL;
     while (isdigit((unsigned char)s[i]))
         i++;
     digits_end = i;
@@ -23,30 +24,59 @@ static int parse_integral(const char *s, size_t len, long *out)
         for (i++; s[i] == '0'; i++)
             ;
     if (s[i] != '\0')
-        return -1;
+        return CELERY_NOT_INTEGRAL;
     errno = 0;
     v = strtol(s, &end, 10);
-    if (errno == ERANGE || (size_t)(end - s) != digits_end)
-        return -1;
+    if (errno == ERANGE)
+        return CELERY_INTEGRAL_TOO_BIG;
+    if ((size_t)(end - s) != digits_end)
+        return CELERY_NOT_INTEGRAL;
     *out = v;
-    return 0;
+    return CELERY_INTEGRAL;
+}
+
+/* 2^63 as a double: the first value beyond long. */
+#define LONG_LIMIT_DOUBLE 9223372036854775808.0
+
+static enum celery_integral double_integral(double d, long *out)
+{
+    if (!isfinite(d) || d != floor(d))
+        return CELERY_NOT_INTEGRAL;
+    if (d >= LONG_LIMIT_DOUBLE || d < -LONG_LIMIT_DOUBLE)
+        return CELERY_INTEGRAL_TOO_BIG;
+    *out = (long)d;
+    return CELERY_INTEGRAL;
+}
+
+enum celery_integral celery_json_integral(json_object *v, long *out)
+{
+    const char *text;
+
+    switch (json_object_get_type(v)) {
+    case json_type_int:
+        /* Via text: json-c clamps get_int64 on overflow, the text never lies. */
+        text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+        return parse_integral(text, strlen(text), out);
+    case json_type_string:
+        return parse_integral(json_object_get_string(v), (size_t)json_object_get_string_len(v),
+                              out);
+    case json_type_double:
+        return double_integral(json_object_get_double(v), out);
+    default:
+        return CELERY_NOT_INTEGRAL;
+    }
 }
 
 static int int_value(json_object *v, const char *name, long *out, struct cw_error *err)
 {
-    const char *text;
-
     if (json_object_is_type(v, json_type_int)) {
-        /* Via text: json-c clamps get_int64 on overflow, the text never lies. */
-        text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
-        if (parse_integral(text, strlen(text), out) == 0)
+        if (celery_json_integral(v, out) == CELERY_INTEGRAL)
             return 0;
         CW_FAIL(err, CW_ERR_PERMANENT, "bad arguments: %s is out of range", name);
         return -1;
     }
     if (json_object_is_type(v, json_type_string)) {
-        text = json_object_get_string(v);
-        if (parse_integral(text, (size_t)json_object_get_string_len(v), out) == 0)
+        if (celery_json_integral(v, out) == CELERY_INTEGRAL)
             return 0;
         CW_FAIL(err, CW_ERR_PERMANENT,
                 "bad arguments: %s must be an integer, got a non-integral string", name);

@@ -197,7 +197,7 @@ static void decode_error(json_object *msg, struct proto_result *out)
 /* The task_outcome named name (task_outcome_name's inverse), or -1. */
 static int outcome_of(const char *name)
 {
-    for (int o = TASK_SUCCEEDED; name && o <= TASK_REQUEUE; o++)
+    for (int o = TASK_SUCCEEDED; name && o <= TASK_OUTCOME_LAST; o++)
         if (strcmp(task_outcome_name((enum task_outcome)o), name) == 0)
             return o;
     return -1;

@@ -132,9 +132,10 @@ void sup_event_task_finished(struct supervisor *s, const struct delivery *d,
         rc = celery_events_task_succeeded(&s->ident, d->task.id, r->result, runtime, now, &m, &err);
         break;
     case TASK_FAILED:
+    case TASK_REJECTED: /* reported as the failure it is; the message is dead-lettered */
     case TASK_RETRY:
         exc = exception_text(r);
-        rc = r->outcome == TASK_FAILED
+        rc = r->outcome != TASK_RETRY
                  ? celery_events_task_failed(&s->ident, d->task.id, exc, r->error_traceback, now,
                                              &m, &err)
                  : celery_events_task_retried(&s->ident, d->task.id, exc, r->error_traceback, now,

@@ -47,7 +47,7 @@ static void count_outcome(struct supervisor *s, const struct delivery *d, enum t
     static const enum task_event events[] = {
         [TASK_SUCCEEDED] = TASK_EVENT_SUCCEEDED, [TASK_FAILED] = TASK_EVENT_FAILED,
         [TASK_RETRY] = TASK_EVENT_RETRIED,       [TASK_SKIPPED] = TASK_EVENT_SKIPPED,
-        [TASK_REQUEUE] = TASK_EVENT_REQUEUED,
+        [TASK_REQUEUE] = TASK_EVENT_REQUEUED,    [TASK_REJECTED] = TASK_EVENT_FAILED,
     };
     worker_stats_count(&s->stats, d->task.task, events[outcome]);
     worker_stats_duration(&s->stats, d->task.task, clock_monotonic() - d->dispatched_at);
@@ -85,6 +85,10 @@ void sup_on_result(struct supervisor *s, struct executor *e, const struct proto_
     case TASK_REQUEUE:
         sup_settle(s, d, DLV_REQUEUED);
         trip_breaker(s, r->error_message);
+        break;
+    case TASK_REJECTED: /* e.g. it names no run: a redelivery would fail the same way */
+        s->breaker_delay = 1;
+        sup_dead_letter(s, d, r->error_message);
         break;
     default:
         s->breaker_delay = 1;

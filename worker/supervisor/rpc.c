@@ -45,10 +45,11 @@ void sup_rpc_finished(struct supervisor *s, const struct delivery *d, const stru
         rc = celery_rpc_success(&d->task, r->result, now, &m, &err);
         break;
     case TASK_FAILED:
+    case TASK_REJECTED: /* reported as the failure it is; the message is dead-lettered */
     case TASK_RETRY:
         error_from_result(r, &cause);
         celery_rpc_exception_from_error(&cause, &exc);
-        rc = r->outcome == TASK_FAILED
+        rc = r->outcome != TASK_RETRY
                  ? celery_rpc_failure(&d->task, &exc, r->error_traceback, now, &m, &err)
                  : celery_rpc_retry(&d->task, &exc, r->error_traceback, now, &m, &err);
         break;

@@ -6,6 +6,7 @@
 #include "ingest/conf_parser.h"
 #include "base/log.h"
 #include "ingest/projections.h"
+#include "tasks/parse_run_args.h"
 #include "tasks/retry_policy.h"
 #include "ingest/storage.h"
 #include "tasks/task.h"
@@ -392,17 +393,30 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
     report->retry_delay = d.delay;
 }
 
-/* Steps 1-2: decide whether this delivery runs, and claim the run. Returns 1 to go on. */
+/* Steps 1-2: decide whether this delivery runs, and claim the run. Returns 1 to go on.
+ * bad_call (non-NULL: the message's arguments are wrong, parse_run_args): the run is
+ * claimed only to be failed with it. */
 static int claim_run(struct task_context *ctx, const struct celery_task *msg,
-                     struct task_report *report)
+                     const struct cw_error *bad_call, struct task_report *report)
 {
     struct db_run run;
     bool found = false;
     if (db_run_load(ctx->db, report->run_id, &run, &found, &report->err) != 0)
         return -1;
     if (!found) {
-        CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found", report->run_id);
-        report->outcome = TASK_FAILED; /* no row to record the failure in */
+        /* No row to record it in, now or on a redelivery: the message is dead-lettered. */
+        if (bad_call)
+            CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found; and %s", report->run_id,
+                    bad_call->message);
+        else
+            CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found", report->run_id);
+        report->outcome = TASK_REJECTED;
+        return 0;
+    }
+    if (strcmp(run.status, "COMPLETE") == 0 && bad_call) {
+        /* A finished run is never overwritten; the wrong call is reported, not recorded. */
+        report->err = *bad_call;
+        report->outcome = TASK_FAILED;
         return 0;
     }
     if (strcmp(run.status, "COMPLETE") == 0) {
@@ -440,11 +454,15 @@ static int claim_run(struct task_context *ctx, const struct celery_task *msg,
 }
 
 static void run_locked(struct task_context *ctx, const struct celery_task *msg,
-                       struct task_report *report)
+                       const struct cw_error *bad_call, struct task_report *report)
 {
-    int claimed = claim_run(ctx, msg, report);
+    int claimed = claim_run(ctx, msg, bad_call, report);
     if (claimed == 0)
         return;
+    if (claimed == 1 && bad_call) {
+        report->err = *bad_call;
+        claimed = -1; /* recorded as the run's permanent failure */
+    }
     struct parse_state st = {.ctx = ctx, .run_id = report->run_id, .task_id = msg->id};
     st.last_heartbeat = clock_monotonic();
     st.error_details = json_object_new_array();
@@ -472,18 +490,16 @@ static void run_locked(struct task_context *ctx, const struct celery_task *msg,
 void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
                     struct task_report *report)
 {
-    if (celery_task_int_arg(msg, 0, "run_id", &report->run_id, &report->err) != 0) {
-        report->outcome = TASK_FAILED; /* no run to record it in: logged and acked */
+    bool wrong_call = false;
+    struct cw_error bad_call;
+    cw_error_clear(&bad_call);
+    if (parse_run_check_task_id(msg->id, &bad_call) != 0 ||
+        parse_run_args(msg, &report->run_id, &wrong_call, &bad_call) != 0) {
+        report->err = bad_call; /* names no run, or cannot be recorded in one */
+        report->outcome = TASK_REJECTED;
         return;
     }
     log_set_task(msg->id, report->run_id);
-    if (report->run_id < 1 || report->run_id > INT32_MAX) {
-        /* ingestion_runs.id is a serial: no row can hold it, now or on a redelivery. */
-        CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found (run ids are 1 to %d)",
-                report->run_id, INT32_MAX);
-        report->outcome = TASK_FAILED;
-        return;
-    }
     /* Another delivery of the same run (a retry, a duplicate click) may be executing: wait
      * for it, so this one then sees its outcome. If it is still running after the wait,
      * the application's commit for this delivery is long past and the other run's final
@@ -508,7 +524,7 @@ void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
                 msg->retries);
         record_failure(ctx, msg, report);
     } else {
-        run_locked(ctx, msg, report);
+        run_locked(ctx, msg, wrong_call ? &bad_call : NULL, report);
     }
     db_run_unlock(ctx->db, report->run_id);
 }

@@ -21,7 +21,8 @@ const struct task_def *const *task_registry_all(void)
 
 const char *task_outcome_name(enum task_outcome o)
 {
-    static const char *const names[] = {"succeeded", "failed", "retry", "skipped", "requeue"};
+    static const char *const names[] = {"succeeded", "failed",  "retry",
+                                        "skipped",   "requeue", "rejected"};
     return (unsigned)o < sizeof names / sizeof names[0] ? names[o] : "unknown";
 }
 

@@ -48,7 +48,8 @@ struct cw_config {
     char *broker_ssl_ca;   /* amqps: CA file (kombu broker_use_ssl ca_certs); NULL = system */
     char *broker_ssl_cert; /* amqps: client certificate and key; NULL = none */
     char *broker_ssl_key;
-    bool queue_quorum; /* CELERY_QUEUE_TYPE=quorum: new queues are quorum queues */
+    bool queue_quorum;       /* CELERY_QUEUE_TYPE=quorum: new queues are quorum queues */
+    double consumer_timeout; /* the broker's consumer_timeout (s); 0 = it has none */
     double visibility_timeout;
     double orphan_timeout;           /* a PARSING run never started this long is re-published */
     double shutdown_grace;           /* seconds running tasks get to finish after SIGTERM */

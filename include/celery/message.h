@@ -41,7 +41,8 @@ struct celery_task {
     json_object *wire_body;
     char *reply_to, *correlation_id; /* from properties; NULL when absent */
     bool ignore_result;
-    char *content_type; /* as received; NULL when absent */
+    long delivery_count; /* x-delivery-count (quorum queues): earlier deliveries; 0 = none */
+    char *content_type;  /* as received; NULL when absent */
 };
 
 /* Decodes one delivery into *out (which the caller then releases with celery_task_free,

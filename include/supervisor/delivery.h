@@ -77,6 +77,7 @@ struct delivery {
     enum delivery_forced forced;
     char *forced_error;              /* the message recorded for a forced outcome; owned */
     double dispatched_at;            /* monotonic, for the duration histogram */
+    double received_at;              /* monotonic: how long it has been unacked */
     struct celery_task task;         /* decoded; zero when decoding failed */
     struct mq_message_copy original; /* as received: what dead-lettering publishes */
 };

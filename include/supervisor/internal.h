@@ -48,7 +48,7 @@ struct executor {
 /* A publish whose confirm settles a delivery (confirms.c). */
 struct sup_publish {
     struct delivery *d;         /* in CONFIRMING */
-    enum delivery_state on_ack; /* RETRIED or DEAD_LETTERED */
+    enum delivery_state on_ack; /* RETRIED, DEAD_LETTERED, or ACKED (a re-published copy) */
     char *routing_key;          /* on the default exchange; owned */
     struct mq_message_copy msg; /* what is published, kept until confirmed */
     bool sent;                  /* on the current publisher connection */
@@ -175,6 +175,8 @@ void sup_read_deliveries(struct supervisor *s);
 /* Publishes d's original message to <queue>.dead with the reason; the broker's confirm
  * acks d (confirms.c). */
 void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reason);
+/* Hands back deliveries held for an eta for half the broker's consumer timeout. */
+void sup_repark_held(struct supervisor *s, double now);
 void sup_on_started(struct supervisor *s, struct executor *e, uint64_t seq);
 void sup_on_refused(struct supervisor *s, struct executor *e, uint64_t seq, const char *reason);
 /* executors.c */

@@ -196,6 +196,7 @@ enum setting {
     SET_BROKER_HEARTBEAT,
     SET_BROKER_SSL_CA,
     SET_QUEUE_TYPE,
+    SET_CONSUMER_TIMEOUT,
     SET_BROKER_SSL_CERT,
     SET_BROKER_SSL_KEY,
     SET_VISIBILITY,
@@ -241,6 +242,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_BROKER_HEARTBEAT] = "BROKER_HEARTBEAT",
     [SET_BROKER_SSL_CA] = "BROKER_USE_SSL_CA_CERTS",
     [SET_QUEUE_TYPE] = "CELERY_QUEUE_TYPE",
+    [SET_CONSUMER_TIMEOUT] = "CONSUMER_TIMEOUT",
     [SET_BROKER_SSL_CERT] = "BROKER_USE_SSL_CERTFILE",
     [SET_BROKER_SSL_KEY] = "BROKER_USE_SSL_KEYFILE",
     [SET_VISIBILITY] = "VISIBILITY_TIMEOUT",
@@ -327,6 +329,8 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return parse_int(name, value, 0, 3600, &cfg->broker_heartbeat, err);
     case SET_BROKER_SSL_CA:
         return set_readable_file(&cfg->broker_ssl_ca, name, value, err);
+    case SET_CONSUMER_TIMEOUT:
+        return parse_seconds(name, value, &cfg->consumer_timeout, err);
     case SET_QUEUE_TYPE:
         if (strcmp(value, "classic") != 0 && strcmp(value, "quorum") != 0) {
             CW_FAIL(err, CW_ERR_PERMANENT, "%s: expected 'classic' or 'quorum', got '%s'", name,
@@ -406,6 +410,7 @@ static void set_defaults(struct cw_config *cfg)
     cfg->time_limit = 3600;
     cfg->heartbeat_interval = 30;
     cfg->broker_heartbeat = 30;
+    cfg->consumer_timeout = 1800; /* RabbitMQ's default consumer_timeout */
     cfg->visibility_timeout = 300;
     cfg->orphan_timeout = 3600;
     cfg->shutdown_grace = 60;
@@ -438,6 +443,7 @@ static const struct option long_options[] = {
     {"broker-heartbeat", required_argument, NULL, SET_BROKER_HEARTBEAT},
     {"broker-ssl-ca-certs", required_argument, NULL, SET_BROKER_SSL_CA},
     {"queue-type", required_argument, NULL, SET_QUEUE_TYPE},
+    {"consumer-timeout", required_argument, NULL, SET_CONSUMER_TIMEOUT},
     {"broker-ssl-certfile", required_argument, NULL, SET_BROKER_SSL_CERT},
     {"broker-ssl-keyfile", required_argument, NULL, SET_BROKER_SSL_KEY},
     {"visibility-timeout", required_argument, NULL, SET_VISIBILITY},

@@ -432,6 +432,26 @@ static int decode_shape(json_object *headers, json_object *body, struct celery_t
     return -1;
 }
 
+/* Quorum queues count redeliveries in x-delivery-count (a long); anything else: none. */
+static long delivery_count_of(const amqp_basic_properties_t *props)
+{
+    const amqp_field_value_t *v = mq_json_table_get(headers_of(props), "x-delivery-count");
+    if (!v)
+        return 0;
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_I8:
+        return v->value.i8 > 0 ? v->value.i8 : 0;
+    case AMQP_FIELD_KIND_I16:
+        return v->value.i16 > 0 ? v->value.i16 : 0;
+    case AMQP_FIELD_KIND_I32:
+        return v->value.i32 > 0 ? v->value.i32 : 0;
+    case AMQP_FIELD_KIND_I64:
+        return v->value.i64 > 0 && v->value.i64 < INT_MAX ? (long)v->value.i64 : 0;
+    default:
+        return 0;
+    }
+}
+
 int celery_message_decode(const amqp_basic_properties_t *props, const void *body, size_t body_len,
                           struct celery_task *out, struct cw_error *err)
 {
@@ -448,6 +468,7 @@ int celery_message_decode(const amqp_basic_properties_t *props, const void *body
     if (decode_shape(headers, root, out, &src, err) != 0 || decode_fields(&src, out, err) != 0 ||
         take_wire_body(out, err) != 0)
         goto out;
+    out->delivery_count = props ? delivery_count_of(props) : 0;
     rc = 0;
 out:
     json_object_put(root);

@@ -63,6 +63,8 @@ json_object *celery_task_to_json(const struct celery_task *t)
     json_object_object_add(o, "protocol", json_object_new_int(t->protocol));
     json_object_object_add(o, "retries", json_object_new_int(t->retries));
     json_object_object_add(o, "ignore_result", json_object_new_boolean(t->ignore_result));
+    if (t->delivery_count)
+        json_object_object_add(o, "delivery_count", json_object_new_int64(t->delivery_count));
     if (t->has_group_index)
         json_object_object_add(o, "group_index", json_object_new_int64(t->group_index));
     for (size_t i = 0; i < COUNT(strings); i++) {
@@ -111,6 +113,8 @@ static int read_scalars(json_object *o, struct celery_task *t, struct cw_error *
     if (got < 0)
         return -1;
     t->has_group_index = got > 0;
+    if (get_int(o, "delivery_count", 0, INT_MAX, &t->delivery_count, err) < 0)
+        return -1;
     json_object *v;
     t->ignore_result =
         json_object_object_get_ex(o, "ignore_result", &v) && json_object_get_boolean(v);

@@ -19,7 +19,9 @@
 
 static const char *what_of(const struct sup_publish *p)
 {
-    return p->on_ack == DLV_RETRIED ? "retry" : "dead letter";
+    return p->on_ack == DLV_RETRIED ? "retry"
+           : p->on_ack == DLV_ACKED ? "re-published copy"
+                                    : "dead letter";
 }
 
 static void publish_free(struct sup_publish *p)

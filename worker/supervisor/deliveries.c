@@ -89,6 +89,7 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
         sup_control_handle(s, env);
         return;
     }
+    log_set_task(NULL, 0); /* until this one is decoded, lines are not about an earlier task */
     struct delivery *d = sup_delivery_new(s, env->delivery_tag, queue_of(s, env->consumer_tag));
     mq_message_copy_init(&d->original, &env->message.properties, env->message.body);
     if (s->draining) { /* arrived while cancelling: give it back */
@@ -127,6 +128,27 @@ void sup_read_deliveries(struct supervisor *s)
             return;
         on_delivery(s, &env);
         amqp_destroy_envelope(&env);
+    }
+}
+
+/* RabbitMQ closes a channel that holds a delivery unacked longer than its consumer_timeout
+ * (30 min by default), which would give up every delivery on it. A delivery held that long
+ * for its eta is handed back instead: a copy is published to its queue and the original
+ * acked once the copy is confirmed; whoever receives the copy holds it again. */
+void sup_repark_held(struct supervisor *s, double now)
+{
+    double limit = s->cfg->consumer_timeout * 0.5;
+    if (limit <= 0 || !mq_conn_is_open(&s->publisher))
+        return;
+    for (struct delivery *d = s->deliveries; d; d = d->next) {
+        if (d->state != DLV_HELD || now - d->received_at < limit || d->not_before - now < 5)
+            continue;
+        sup_log_task(d);
+        log_info("task %s held for %.0f s of its eta: handed back to %s before the broker's "
+                 "consumer timeout",
+                 d->task.id, now - d->received_at, sup_queue_name(s, d));
+        sup_publish_settling(s, d, DLV_ACKED, sup_queue_name(s, d), &d->original.props,
+                             d->original.body);
     }
 }
 

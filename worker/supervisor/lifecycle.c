@@ -34,6 +34,7 @@ struct delivery *sup_delivery_new(struct supervisor *s, uint64_t tag, int queue)
     d->tag = tag;
     d->generation = s->generation;
     d->queue = queue;
+    d->received_at = clock_monotonic();
     struct delivery **p = &s->deliveries;
     while (*p)
         p = &(*p)->next;

@@ -126,6 +126,7 @@ int supervisor_run(const struct cw_config *cfg)
         sup_tend_publisher(&s);
         sup_dispatch(&s, now);
         sup_adjust_prefetch(&s, now);
+        sup_repark_held(&s, now);
         sup_schedule_sweep(&s, now);
         sup_enforce_hard_limits(&s, now);
         sup_send_snapshot(&s, now);

@@ -393,6 +393,21 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
     report->retry_delay = d.delay;
 }
 
+/* Deliveries of one message (a quorum queue's x-delivery-count) after which the run is
+ * failed rather than left to the queue's delivery-limit (RabbitMQ 4 defaults to 20), which
+ * would drop or dead-letter the message with the run still PARSING. Requeues for an outage
+ * count there too, so the bound is well above the executor-crash bound. */
+#define QUORUM_DELIVERY_BOUND 18
+
+/* A message that keeps killing its executor: started more than max(3, MAX_RETRIES + 1)
+ * times at one retry number by our own count (attempts, this one included), or delivered
+ * QUORUM_DELIVERY_BOUND times by the broker's. */
+static bool crash_looped(const struct cw_config *cfg, int attempts, long delivery_count)
+{
+    int bound = cfg->max_retries + 1 > 3 ? cfg->max_retries + 1 : 3;
+    return attempts > bound || delivery_count + 1 >= QUORUM_DELIVERY_BOUND;
+}
+
 /* Steps 1-2: decide whether this delivery runs, and claim the run. Returns 1 to go on.
  * bad_call (non-NULL: the message's arguments are wrong, parse_run_args): the run is
  * claimed only to be failed with it. */
@@ -439,10 +454,11 @@ static int claim_run(struct task_context *ctx, const struct celery_task *msg,
         report->outcome = TASK_SKIPPED;
         report->result = rec.result_json ? json_tokener_parse(rec.result_json) : NULL;
         go_on = 0;
-    } else if (rec.attempts > ctx->cfg->max_retries + 1 && rec.attempts > 3) {
+    } else if (crash_looped(ctx->cfg, rec.attempts, msg->delivery_count)) {
         CW_FAIL(&report->err, CW_ERR_PERMANENT,
                 "the task was started %d times without finishing (its executor died each time)",
-                rec.attempts - 1);
+                rec.attempts - 1 > (int)msg->delivery_count ? rec.attempts - 1
+                                                            : (int)msg->delivery_count);
         go_on = -1;
     }
     db_task_record_free(&rec);

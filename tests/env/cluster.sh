@@ -270,11 +270,17 @@ stop_node() {
 }
 
 kill_node() {
-  local b
-  b=$(beam_pid "$1") || die "node $1 is not running"
+  local b l i
+  l=$(launcher_pid "$1") && b=$(beam_pid "$1") || die "node $1 is not running"
   log "SIGKILL node $1 (beam pid $b)"
   kill -KILL "$b"
-  while kill -0 "$b" 2>/dev/null; do sleep 0.05; done
+  # The launcher shell exits once its wait returns: until then the node looks alive.
+  for i in $(seq 1 100); do
+    kill -0 "$b" 2>/dev/null || kill -0 "$l" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$l" 2>/dev/null || true
+  rm -f "$(node_dir "$1")/launcher.pid"
 }
 
 rmq_stop_all() {

@@ -4,8 +4,9 @@
 # streaming standby, both with TLS from a private CA. Loopback only, as root, no systemd;
 # all state under <state>/cluster/ (<state> is CWORKER_STATE_DIR or <repo>/.state).
 #
-#   cluster.sh start          start what is not running (cold: ~35 s, warm: ~15 s); a
-#                             promoted standby is re-made from the primary
+#   cluster.sh start          start what is not running (on 2 busy cores: from nothing
+#                             20-30 s, from stopped ~12 s, running ~2 s); a promoted
+#                             standby is re-made from the primary
 #   cluster.sh stop           stop everything; nothing of ours keeps running (epmd included)
 #   cluster.sh status         say what runs; exit 0 only when everything runs as designed
 #   cluster.sh env            print `export` lines (use: eval "$(cluster.sh env)")
@@ -271,7 +272,7 @@ stop_node() {
 
 kill_node() {
   local b l i
-  l=$(launcher_pid "$1") && b=$(beam_pid "$1") || die "node $1 is not running"
+  if ! l=$(launcher_pid "$1") || ! b=$(beam_pid "$1"); then die "node $1 is not running"; fi
   log "SIGKILL node $1 (beam pid $b)"
   kill -KILL "$b"
   # The launcher shell exits once its wait returns: until then the node looks alive.

@@ -93,8 +93,7 @@ pg_create_primary() {
   rm -f "$pwfile"
   # The server certificate, owned by postgres (it refuses a key others can read);
   # pg_basebackup copies both files to the standby.
-  install -o postgres -g postgres -m 644 "$TLS/server.pem" "$root/data/server.crt"
-  install -o postgres -g postgres -m 600 "$TLS/server.key" "$root/data/server.key"
+  pg_certs primary
   # initdb's pg_hba.conf already lets 127.0.0.1 connect for replication (scram-sha-256).
   # A throwaway test instance: durability off for speed; the WAL still streams.
   as_pg sh -c "cat >> '$root/data/postgresql.conf'" <<EOF
@@ -113,6 +112,17 @@ ssl_cert_file = 'server.crt'
 ssl_key_file = 'server.key'
 EOF
   pg_conf primary
+}
+
+# The server certificate in a data directory, installed again (and reloaded) when the CA
+# was re-made since: clients verify against the new ca.pem.
+pg_certs() {
+  local data
+  data=$(pg_root "$1")/data
+  cmp -s "$TLS/server.pem" "$data/server.crt" && return 0
+  install -o postgres -g postgres -m 644 "$TLS/server.pem" "$data/server.crt"
+  install -o postgres -g postgres -m 600 "$TLS/server.key" "$data/server.key"
+  if pg_up "$1"; then pg_ctl "$1" reload >/dev/null; fi
 }
 
 pg_roles() {
@@ -145,6 +155,7 @@ pg_create_standby() {
 # on it after the promotion is gone, which is what a test that starts over wants.
 pg_start() {
   pg_has_data primary || pg_create_primary
+  pg_certs primary
   pg_up primary || pg_server_start primary
   pg_in_recovery primary && die "the primary at 127.0.0.1:$PG_PRIMARY_PORT is in recovery"
   pg_roles
@@ -152,6 +163,7 @@ pg_start() {
     pg_has_data standby && log "the standby was promoted; making it a standby again"
     pg_create_standby
   fi
+  pg_certs standby
   pg_up standby || pg_server_start standby
   log "postgresql primary and standby ready"
 }

@@ -59,6 +59,7 @@ def drain(ch, queue):
 def test_cluster_has_three_running_nodes_with_quorum_queues(c):
     assert c.running_nodes(via=1) == [cluster.node_name(n) for n in NODES]
     assert c.running_nodes(via=3) == [cluster.node_name(n) for n in NODES]
+    assert c.partitions(via=1) == "[]"
     flags = c.ctl(1, "-q", "list_feature_flags", "name", "state")
     assert any(line.split() == ["quorum_queue", "enabled"] for line in flags.splitlines()), flags
 

@@ -131,6 +131,10 @@ class Cluster:
         out = self.ctl(via, "-q", "eval", "rabbit_nodes:all_running().")
         return sorted(node_name(n) for n in NODES if node_name(n) in out)
 
+    def partitions(self, via=1):
+        """The network partitions node `via` has recorded (Erlang text; "[]" when none)."""
+        return self.ctl(via, "-q", "eval", "rabbit_node_monitor:partitions().").strip()
+
     def kill_node(self, n):
         """A crash: SIGKILL of node n's Erlang VM, no goodbye to its peers."""
         cluster_sh("kill-node", str(n))

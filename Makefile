@@ -22,8 +22,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 .PHONY: all unit asan integration test deps services-start services-stop demo demo-stop \
-        format format-check clean valgrind chaos bench compose-test \
-        test-cluster cluster-stop
+        format format-check clean valgrind chaos bench compose-test
 
 all: $(BUILD)/cworker
 
@@ -87,6 +86,14 @@ bench:
 compose-test:
 	bash tests/compose/run.sh
 
+services-start:
+	bash tests/env/services.sh start
+
+services-stop:
+	bash tests/env/services.sh stop
+
+.PHONY: test-cluster cluster-stop
+
 # Tests beyond one machine: a three-node RabbitMQ cluster with AMQPS and a PostgreSQL primary
 # with a streaming standby, TLS from a private CA (tests/env/cluster.sh; its own ports and
 # .state/cluster/, not the shared servers). Every test whose name or module says `cluster`;
@@ -101,12 +108,6 @@ test-cluster:
 
 cluster-stop:
 	bash tests/env/cluster.sh stop
-
-services-start:
-	bash tests/env/services.sh start
-
-services-stop:
-	bash tests/env/services.sh stop
 
 demo: deps
 	$(MAKE) all

@@ -98,11 +98,10 @@ CW_MUST_CHECK int mq_conn_bind(struct mq_conn *c, const char *queue, const char 
 /* The same without waiting for qos-ok (read later with the deliveries and ignored). */
 CW_MUST_CHECK int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch, bool global,
                                               struct cw_error *err);
-/* Cancels consumer_tag and consumes queue again under the same tag, without waiting: a
- * per-consumer QoS set before applies to the new consumer. Deliveries of the old one stay
- * unacked on the channel and can still be acked. */
-CW_MUST_CHECK int mq_conn_reconsume_nowait(struct mq_conn *c, const char *queue,
-                                           const char *consumer_tag, struct cw_error *err);
+/* One more consumer of queue, without waiting for consume-ok: with a per-consumer QoS set
+ * just before, it brings that much more window. */
+CW_MUST_CHECK int mq_conn_consume_nowait(struct mq_conn *c, const char *queue,
+                                         const char *consumer_tag, struct cw_error *err);
 /* global: one window for the whole channel (classic queues); else per consumer, for the
  * consumers started after it (what quorum queues accept). */
 CW_MUST_CHECK int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, bool global,

@@ -82,6 +82,7 @@ struct supervisor {
     struct mq_connector consumer_connector, publisher_connector;
     struct sup_open consumer_open, publisher_open;
     bool fatal;             /* a configuration error found at start: stop with EXIT_USAGE */
+    unsigned consume_epoch; /* re-consumes on this connection (per-consumer QoS widening) */
     int counts_outstanding; /* delay-queue counts asked for and not answered yet */
     long count_sum;
     bool blocked_logged; /* a connection.blocked was reported and not yet cleared */
@@ -140,7 +141,10 @@ void sup_collect(struct supervisor *s);
 bool sup_orphan_running(const struct supervisor *s, const char *task_id);
 int sup_count_in(const struct supervisor *s, enum delivery_state state);
 
-void sup_consumer_tag(int queue, char *out, size_t len);
+/* Our consumer tag for queue index `queue`; epoch counts re-consumes on one connection. */
+void sup_consumer_tag(int queue, unsigned epoch, char *out, size_t len);
+/* The queue index a delivery's consumer tag names (any epoch). */
+int sup_queue_of_tag(const struct supervisor *s, amqp_bytes_t tag);
 void sup_ensure_consumer(struct supervisor *s, double now);
 /* True while the broker has blocked our connections (a resource alarm). */
 bool sup_broker_blocked(const struct supervisor *s);

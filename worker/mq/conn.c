@@ -437,20 +437,17 @@ int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch, bool globa
     return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.qos");
 }
 
-int mq_conn_reconsume_nowait(struct mq_conn *c, const char *queue, const char *consumer_tag,
-                             struct cw_error *err)
+int mq_conn_consume_nowait(struct mq_conn *c, const char *queue, const char *consumer_tag,
+                           struct cw_error *err)
 {
-    amqp_basic_cancel_t cancel = {.consumer_tag = amqp_cstring_bytes(consumer_tag), .nowait = 1};
     amqp_basic_consume_t consume = {.queue = amqp_cstring_bytes(queue),
                                     .consumer_tag = amqp_cstring_bytes(consumer_tag),
                                     .no_ack = 0,
                                     .nowait = 1,
                                     .arguments = amqp_empty_table};
-    if (amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_CANCEL_METHOD, &cancel) !=
-            AMQP_STATUS_OK ||
-        amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_CONSUME_METHOD, &consume) !=
-            AMQP_STATUS_OK) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "re-consuming %s on %s failed", queue, c->where);
+    if (amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_CONSUME_METHOD, &consume) !=
+        AMQP_STATUS_OK) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "basic.consume of %s on %s failed", queue, c->where);
         return -1;
     }
     return 0;

@@ -9,9 +9,20 @@
 #include <string.h>
 #include <unistd.h>
 
-void sup_consumer_tag(int queue, char *out, size_t len)
+void sup_consumer_tag(int queue, unsigned epoch, char *out, size_t len)
 {
-    snprintf(out, len, "cworker-%d-%d", (int)getpid(), queue);
+    snprintf(out, len, "cworker-%d-%d-%u", (int)getpid(), queue, epoch);
+}
+
+int sup_queue_of_tag(const struct supervisor *s, amqp_bytes_t tag)
+{
+    for (int q = 0; q < s->cfg->nqueues; q++) {
+        char prefix[64];
+        int n = snprintf(prefix, sizeof prefix, "cworker-%d-%d-", (int)getpid(), q);
+        if (tag.len > (size_t)n && memcmp(tag.bytes, prefix, (size_t)n) == 0)
+            return q;
+    }
+    return 0;
 }
 
 static int base_prefetch(const struct cw_config *cfg)
@@ -45,7 +56,7 @@ static int open_consumer(void *arg, struct mq_conn *c, struct cw_error *err)
         return -1;
     for (int q = 0; q < cfg->nqueues; q++) {
         char tag[64];
-        sup_consumer_tag(q, tag, sizeof tag);
+        sup_consumer_tag(q, 0, tag, sizeof tag);
         if (mq_conn_consume(c, cfg->queues[q], tag, false, err) != 0) {
             /* An existing quorum queue under CELERY_QUEUE_TYPE=classic: it refuses a channel-
              * wide window. Adapt: the next attempt uses per-consumer QoS. */
@@ -76,6 +87,7 @@ static int open_publisher(void *arg, struct mq_conn *c, struct cw_error *err)
 static void consumer_ready(struct supervisor *s, struct mq_conn *c)
 {
     s->consumer = *c;
+    s->consume_epoch = 0;
     s->generation++;
     s->prefetch = base_prefetch(s->cfg);
     s->reconnect_delay = 1;
@@ -261,12 +273,22 @@ void sup_adjust_prefetch(struct supervisor *s, double now)
         return;
     struct cw_error err;
     bool global = !(s->cfg->queue_quorum || s->consumer_open.per_consumer_qos);
-    int rc = mq_conn_set_prefetch_nowait(&s->consumer, (uint16_t)want, global, &err);
-    /* A per-consumer window (quorum queues) holds for consumers started after it. */
-    for (int q = 0; rc == 0 && !global && q < s->cfg->nqueues; q++) {
-        char tag[64];
-        sup_consumer_tag(q, tag, sizeof tag);
-        rc = mq_conn_reconsume_nowait(&s->consumer, s->cfg->queues[q], tag, &err);
+    int rc;
+    if (global) {
+        rc = mq_conn_set_prefetch_nowait(&s->consumer, (uint16_t)want, true, &err);
+    } else if (want > s->prefetch) {
+        /* A per-consumer window (quorum queues) holds for consumers started after it, and
+         * cancelling one with deliveries in flight trips RabbitMQ 3.10: widen by adding a
+         * consumer with the extra window. Narrowing waits for the next connection. */
+        rc = mq_conn_set_prefetch_nowait(&s->consumer, (uint16_t)(want - s->prefetch), false, &err);
+        s->consume_epoch++;
+        for (int q = 0; rc == 0 && q < s->cfg->nqueues; q++) {
+            char tag[64];
+            sup_consumer_tag(q, s->consume_epoch, tag, sizeof tag);
+            rc = mq_conn_consume_nowait(&s->consumer, s->cfg->queues[q], tag, &err);
+        }
+    } else {
+        return;
     }
     if (rc != 0) {
         sup_consumer_lost(s, &err);

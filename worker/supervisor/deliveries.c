@@ -31,17 +31,6 @@ void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reaso
     empty_amqp_pool(&pool);
 }
 
-static int queue_of(const struct supervisor *s, amqp_bytes_t tag)
-{
-    for (int q = 0; q < s->cfg->nqueues; q++) {
-        char mine[64];
-        sup_consumer_tag(q, mine, sizeof mine);
-        if (tag.len == strlen(mine) && memcmp(tag.bytes, mine, tag.len) == 0)
-            return q;
-    }
-    return 0;
-}
-
 /* A task id revoked by remote control: not run, acked, reported as revoked. */
 static void drop_revoked(struct supervisor *s, struct delivery *d, bool expired)
 {
@@ -90,7 +79,8 @@ static void on_delivery(struct supervisor *s, amqp_envelope_t *env)
         return;
     }
     log_set_task(NULL, 0); /* until this one is decoded, lines are not about an earlier task */
-    struct delivery *d = sup_delivery_new(s, env->delivery_tag, queue_of(s, env->consumer_tag));
+    struct delivery *d =
+        sup_delivery_new(s, env->delivery_tag, sup_queue_of_tag(s, env->consumer_tag));
     mq_message_copy_init(&d->original, &env->message.properties, env->message.body);
     if (s->draining) { /* arrived while cancelling: give it back */
         sup_settle(s, d, DLV_REQUEUED);

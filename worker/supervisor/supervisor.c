@@ -63,11 +63,13 @@ static void begin_drain(struct supervisor *s)
     log_info("shutting down: no new tasks; %d running get up to %.0f s to finish",
              sup_busy_executors(s), s->cfg->shutdown_grace);
     for (int q = 0; q < s->cfg->nqueues && mq_conn_is_open(&s->consumer); q++) {
-        char tag[64];
-        struct cw_error err;
-        sup_consumer_tag(q, tag, sizeof tag);
-        if (mq_conn_cancel(&s->consumer, tag, &err) != 0)
-            sup_consumer_lost(s, &err);
+        for (unsigned e = 0; e <= s->consume_epoch && mq_conn_is_open(&s->consumer); e++) {
+            char tag[64];
+            struct cw_error err;
+            sup_consumer_tag(q, e, tag, sizeof tag); /* every consumer of a widened window */
+            if (mq_conn_cancel(&s->consumer, tag, &err) != 0)
+                sup_consumer_lost(s, &err);
+        }
     }
     for (struct delivery *d = s->deliveries; d; d = d->next) /* never started: give back */
         if (d->state == DLV_HELD || d->state == DLV_PENDING)

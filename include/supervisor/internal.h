@@ -15,6 +15,7 @@
 #include "mq/conn.h"
 #include "mq/connector.h"
 #include "supervisor/delivery.h"
+#include "supervisor/watchdog.h"
 #include "celery/events.h"
 #include "celery/message.h"
 #include "base/config.h"
@@ -81,7 +82,8 @@ struct supervisor {
     double publisher_delay;    /* backoff between failed publisher connection attempts */
     struct mq_connector consumer_connector, publisher_connector;
     struct sup_open consumer_open, publisher_open;
-    bool fatal;             /* a configuration error found at start: stop with EXIT_USAGE */
+    bool fatal; /* a configuration error found at start: stop with EXIT_USAGE */
+    struct watchdog watchdog;
     unsigned consume_epoch; /* re-consumes on this connection (per-consumer QoS widening) */
     int counts_outstanding; /* delay-queue counts asked for and not answered yet */
     long count_sum;

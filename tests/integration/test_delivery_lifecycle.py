@@ -121,9 +121,10 @@ def test_consumer_connection_closed_with_deliveries_pending_and_running(env, wor
 
 @pytest.mark.parametrize("size", [300_000, 5_000_000], ids=["300kB", "5MB"])
 def test_message_larger_than_a_channel_datagram_runs(env, workers, size):
-    """A parse_run whose body carries megabytes (a keyword argument parse_run does not read)
-    is handed to the executor whole (in a memfd) and runs; the ordinary run published after
-    it runs too, in the same executor."""
+    """A parse_run whose body carries megabytes (a keyword argument parse_run does not take)
+    is handed to the executor whole (in a memfd): the executor sees the argument and fails
+    the run as Python would; the ordinary run published after it completes, in the same
+    executor."""
     w = workers.start(CONCURRENCY=1)
     run_id = create_run(env, pal_upload())
     tid = str(uuid.uuid4())
@@ -142,10 +143,14 @@ def test_message_larger_than_a_channel_datagram_runs(env, workers, size):
     pconn = env.producer_conn()
     producer.mark_parsing(pconn, next_run, ntid)
     pconn.close()
-    for r in (run_id, next_run):
-        run = wait_final(env, r, timeout=60, workers=[w])
-        assert run["status"] == "COMPLETE", "%r\n%s" % (run, w.tail(60))
-        assert_parsed_once(env, r, pal_expected(), retry_count=0)
+    run = wait_final(env, run_id, timeout=60, workers=[w])
+    assert run["status"] == "FAILED", "%r\n%s" % (run, w.tail(60))
+    assert run["error_message"] == ("Permanent error: parse_run() got an unexpected keyword "
+                                    "argument 'note'"), run
+    assert run["retry_count"] == 0
+    run = wait_final(env, next_run, timeout=60, workers=[w])
+    assert run["status"] == "COMPLETE", "%r\n%s" % (run, w.tail(60))
+    assert_parsed_once(env, next_run, pal_expected(), retry_count=0)
     faults.wait_queue_settled(env, workers.queue)
     assert env.ready(workers.queue + ".dead") == 0
     assert len(faults.children(w.proc.pid)) == 1, "the executor was replaced:\n%s" % w.tail(60)

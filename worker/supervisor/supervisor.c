@@ -113,9 +113,13 @@ int supervisor_run(const struct cw_config *cfg)
         s.execs[i].fd = -1;
     sup_events_init(&s);
     log_info("cworker %s starting: %d executor(s)", cfg->nodename, s.nexec);
+    /* Two heartbeat intervals, as a missed heartbeat is judged, within 5 .. 60 s. */
+    double stall = cfg->broker_heartbeat > 0 ? 2.0 * cfg->broker_heartbeat : 30;
+    watchdog_start(&s.watchdog, stall < 5 ? 5 : stall > 60 ? 60 : stall);
     for (;;) {
         double now = clock_monotonic();
         log_set_task(NULL, 0); /* task lines set their own context */
+        watchdog_beat(&s.watchdog, mq_conn_fd(&s.consumer), mq_conn_fd(&s.publisher));
         if (should_stop(&s, now))
             break;
         sup_collect(&s);
@@ -134,6 +138,7 @@ int supervisor_run(const struct cw_config *cfg)
         sup_send_snapshot(&s, now);
         poll_once(&s);
     }
+    watchdog_stop(&s.watchdog);
     sup_stop_executors(&s);
     sup_stop_http(&s);
     sup_event_worker_offline(&s);

@@ -27,9 +27,9 @@ struct upload_source_ops {
 struct upload_source {
     const struct upload_source_ops *ops;
     void *impl;
-    char name[256];  /* the object key, for messages */
-    void *sha256;    /* the running digest (OpenSSL EVP_MD_CTX), owned */
-    uint64_t bytes;  /* read so far */
+    char name[256];        /* the object key, for messages */
+    void *sha256;          /* the running digest (OpenSSL EVP_MD_CTX), owned */
+    uint64_t bytes;        /* read so far */
     int64_t expected_size; /* the files row's size_bytes, -1 when unknown */
 };
 
@@ -38,13 +38,19 @@ CW_MUST_CHECK int upload_source_open(const struct cw_config *cfg, const char *ob
                                      int64_t expected_size, struct upload_source *out,
                                      struct cw_error *err);
 /* Wraps a backend the caller made (tests, other stores): takes impl. */
-void upload_source_init(struct upload_source *src, const struct upload_source_ops *ops,
-                        void *impl, const char *name, int64_t expected_size);
+void upload_source_init(struct upload_source *src, const struct upload_source_ops *ops, void *impl,
+                        const char *name, int64_t expected_size);
 /* Reads through the backend, hashing and counting what comes. */
-ssize_t upload_source_read(struct upload_source *src, void *buf, size_t len,
-                           struct cw_error *err);
+ssize_t upload_source_read(struct upload_source *src, void *buf, size_t len, struct cw_error *err);
 /* The SHA-256 of everything read so far, as 64 lowercase hex characters and a NUL. */
 void upload_source_hex_digest(const struct upload_source *src, char hex_out[65]);
 void upload_source_close(struct upload_source *src);
+
+/* Reads (and hashes) whatever the walk left unread, to the end of the object: the
+ * digest then covers the whole upload. */
+CW_MUST_CHECK int upload_source_drain(struct upload_source *src, struct cw_error *err);
+/* The local file's descriptor, for positional reads that leave the stream (and its
+ * digest) alone, e.g. a zip's central directory; -1 for a backend without one. */
+int upload_source_fd(const struct upload_source *src);
 
 #endif

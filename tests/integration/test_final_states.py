@@ -62,6 +62,7 @@ def assert_complete_intact(env, run_id, task_id, expected):
     return run
 
 
+@pytest.mark.expect_log_errors(r"^executor \d+ died of signal 9 \(Killed\) running task \S+; it is requeued$")
 def test_executor_killed_after_its_commit_leaves_the_run_complete(env, workers, celery):
     """SIGKILL the executor in the pause after its COMMIT: the supervisor redelivers, the
     redelivery finds the run COMPLETE and acks; the stanza rows are those of the one run
@@ -91,6 +92,7 @@ def test_executor_killed_after_its_commit_leaves_the_run_complete(env, workers, 
     assert env.ready(workers.queue + ".dead") == 0
 
 
+@pytest.mark.expect_log_errors(r"^task \S+ exceeded its hard time limit \(3 s\); killing executor \d+$")
 def test_hard_time_limit_after_the_commit_does_not_fail_the_run(env, workers, celery):
     """TIME_LIMIT shorter than the pause after the COMMIT: the supervisor kills the
     executor for its hard limit and has the next one record `hard time limit exceeded`;

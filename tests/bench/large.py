@@ -67,6 +67,20 @@ def copy_log(pipe, path):
             f.write(line)
 
 
+def max_vm_peak(pids):
+    """The largest VmPeak (address space, what EXECUTOR_MEMORY_LIMIT caps) in the tree."""
+    peak = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmPeak:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+    return round(peak / 1024.0, 1)
+
+
 def write_bytes(pids):
     total = 0
     for pid in pids:
@@ -143,6 +157,7 @@ def measure(name, env, url, queue, storage, archive, stanzas, workdir, pg_pid, c
                 done = cur.fetchone()[0]
         t1 = time.monotonic()
         pids = B.tree_pids(proc.pid)
+        vm_peak = max_vm_peak(pids)
         cpu_after = B.cpu_seconds(pids)
         pg_after = B.cpu_seconds(B.tree_pids(pg_pid)) if pg_pid else 0.0
         written = write_bytes(pids) - written_before
@@ -169,7 +184,7 @@ def measure(name, env, url, queue, storage, archive, stanzas, workdir, pg_pid, c
             "rss_peak_mib": round(max(s[1] for s in busy) / B.MIB, 1),
             "cpu_seconds": round(cpu_after - cpu_before, 2),
             "pg_cpu_seconds": round(pg_after - pg_before, 2),
-            "write_bytes": written, "log": log_path}
+            "write_bytes": written, "vm_peak_mib": vm_peak, "log": log_path}
 
 
 STANZA_COLS = ("run_id, file_id, conf_type, name, app, scope, layer, order_in_file, "

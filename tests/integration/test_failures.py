@@ -427,6 +427,44 @@ def test_a_later_upload_failing_rolls_back_rows_already_streamed(env, workers, c
     assert faults.row_counts(env, run_id) == dict.fromkeys(("stanzas",) + faults.TYPED, 0)
 
 
+def _built_with_asan(path):
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def _one_big_conf_upload(stanzas):
+    import io
+    import tarfile
+    text = "".join("[search_%d]\nsearch = index=main value %d\ncron_schedule = */5 * * * *\n\n"
+                   % (i, i) for i in range(stanzas)).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("big_app/default/savedsearches.conf")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    return "big_app.tar.gz", buf.getvalue()
+
+
+def test_memory_limit_fails_the_run_and_the_executor_goes_on(env, workers, celery):
+    """EXECUTOR_MEMORY_LIMIT=100 (MB of address space; an idle executor has about 75): a
+    file of 90,000 stanzas needs more, and its run FAILS at once with the limit named and
+    no rows, instead of the executor aborting or the host's OOM killer stepping in. The
+    same executor then parses a small run."""
+    if _built_with_asan(env.bin):
+        pytest.skip("EXECUTOR_MEMORY_LIMIT is not applied in AddressSanitizer builds")
+    w = workers.start(CONCURRENCY=1, EXECUTOR_MEMORY_LIMIT=100, MAX_RETRIES=0)
+    big, _ = submit(env, celery, _one_big_conf_upload(90000), workers.queue)
+    run = wait_final(env, big, workers=[w])
+    assert run["status"] == "FAILED", run
+    assert run["error_message"] == ("Permanent error: the run needed more than 100 MB"
+                                    " (EXECUTOR_MEMORY_LIMIT)"), run["error_message"]
+    assert faults.row_counts(env, big) == dict.fromkeys(("stanzas",) + faults.TYPED, 0)
+    pids = children(w.proc.pid)
+    small, _ = submit(env, celery, INPUTS, workers.queue, run_type="SINGLE_CONF")
+    assert wait_final(env, small, workers=[w])["status"] == "COMPLETE"
+    assert children(w.proc.pid) == pids, "the executor was replaced"
+
+
 # ============================================================================ stuck runs
 
 

@@ -397,8 +397,9 @@ runs/s, wall s: first publish until every run has completed_at (polled every 25 
 ready s: launch until the worker consumes from its queue.
 CPU s: the worker's process tree (utime+stime, plus cutime+cstime of reaped children),
   first publish to last completion; "incl. start" counts from the worker's launch.
-task ms: median of each worker's own metrics.duration_seconds (task entry to the final
-  transaction, which it excludes).
+task ms: median of each worker's own metrics.duration_seconds, task entry to its final
+  statements. cworker streams its rows while it parses, so its figure includes the writes
+  but the COMPLETE/COMMIT; the Python baseline's excludes its whole write transaction.
 PG CPU ms/run: the whole private PostgreSQL server over the same window (any other load on
   it included); RabbitMQ and the publisher are not counted.
 RSS: sum over the worker's process tree, sampled every 100 ms (pages shared after fork

@@ -2,6 +2,8 @@
 #include "db/run_writer.h"
 #include "db/db_internal.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +113,37 @@ int db_run_writer_begin(struct db_run_writer *w, struct db *db, long run_id, con
     return rc;
 }
 
+/* COPY data is sent without blocking: libpq keeps what the socket does not take yet, and
+ * the caller parses the next file while PostgreSQL works through this one. Before more
+ * rows are queued, the previous ones are waited out (wait_sent), so libpq never holds more
+ * than one batch: the memory bound stays. The tick runs while waiting, so heartbeats go
+ * on however slowly the server reads. */
+#define WAIT_SLICE_MS 100
+
+static int wait_sent(struct db_run_writer *w, struct cw_error *err)
+{
+    PGconn *conn = w->db->conn;
+    int r;
+    while ((r = PQflush(conn)) == 1) {
+        struct pollfd p = {.fd = PQsocket(conn), .events = POLLOUT | POLLIN};
+        if (poll(&p, 1, WAIT_SLICE_MS) < 0 && errno != EINTR) {
+            CW_FAIL(err, CW_ERR_TRANSIENT, "waiting for PostgreSQL to read COPY data: %s",
+                    strerror(errno));
+            return -1;
+        }
+        if ((p.revents & POLLIN) && PQconsumeInput(conn) != 1)
+            break; /* the connection failed: PQflush says so next */
+        if (w->tick && w->tick->fn(w->tick->ctx, err) != 0)
+            return -1;
+    }
+    if (r < 0) {
+        pg_fail(err, conn, NULL, "sending COPY data", NULL);
+        CW_WRAP(err, "COPY %s", w->copying);
+        return -1;
+    }
+    return 0;
+}
+
 static int start_copy(struct db_run_writer *w, const char *target, struct cw_error *err)
 {
     char sql[512];
@@ -123,6 +156,7 @@ static int start_copy(struct db_run_writer *w, const char *target, struct cw_err
         CW_WRAP(err, "COPY %s", target);
     } else {
         w->copying = target;
+        (void)PQsetnonblocking(w->db->conn, 1); /* on failure, sends simply block */
     }
     PQclear(res);
     return rc;
@@ -134,10 +168,11 @@ static int end_copy(struct db_run_writer *w, const char *abort_reason, struct cw
     if (!w->copying)
         return 0;
     PGconn *conn = w->db->conn;
+    int rc = abort_reason ? 0 : wait_sent(w, err);
     const char *target = w->copying;
     w->copying = NULL;
-    int rc = 0;
-    if (PQputCopyEnd(conn, abort_reason) != 1)
+    (void)PQsetnonblocking(conn, 0); /* blocking again: PQputCopyEnd then flushes */
+    if (PQputCopyEnd(conn, rc || abort_reason ? "aborted by the worker" : NULL) != 1 && rc == 0)
         rc = pg_fail(err, conn, NULL, "ending COPY", NULL);
     PGresult *res = PQgetResult(conn);
     if (rc == 0 && !abort_reason && PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -150,9 +185,12 @@ static int end_copy(struct db_run_writer *w, const char *abort_reason, struct cw
     return rc;
 }
 
-/* Sends rows in chunks, with the caller's tick between them. */
+/* Queues rows once the previous ones are sent, in chunks, with the tick between them;
+ * returns with them possibly still on their way. */
 static int send_rows(struct db_run_writer *w, const struct strbuf *rows, struct cw_error *err)
 {
+    if (wait_sent(w, err) != 0)
+        return -1;
     for (size_t off = 0; off < rows->len; off += COPY_CHUNK) {
         size_t len = rows->len - off < COPY_CHUNK ? rows->len - off : COPY_CHUNK;
         if (PQputCopyData(w->db->conn, rows->data + off, (int)len) != 1) {
@@ -162,6 +200,11 @@ static int send_rows(struct db_run_writer *w, const struct strbuf *rows, struct 
         }
         if (off + len < rows->len && w->tick && w->tick->fn(w->tick->ctx, err) != 0)
             return -1;
+    }
+    if (PQflush(w->db->conn) < 0) {
+        pg_fail(err, w->db->conn, NULL, "sending COPY data", NULL);
+        CW_WRAP(err, "COPY %s", w->copying);
+        return -1;
     }
     return 0;
 }

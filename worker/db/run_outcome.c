@@ -1,10 +1,9 @@
-/* The writes of a run's outcome: the one result transaction (rows COPYed, COMPLETE) and a
- * failure or pending retry. Each is conditional, in SQL, on the run still being PARSING
+/* The write of a run's failure or pending retry (the result transaction is
+ * db/run_writer.c). Each is conditional, in SQL, on the run still being PARSING
  * for the writing task, so no ordering of kills and redeliveries overwrites a final state
  * (see db/db.h). */
 #include "db/db.h"
 #include "db/db_internal.h"
-#include "db/run_writer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,28 +22,6 @@ static int exec_count(struct db *db, const char *what, const char *sql, int n,
     *hit = PQntuples(res) > 0; /* every statement here SELECTs or RETURNs its rows */
     PQclear(res);
     return 0;
-}
-
-/* All rows of the run at once, through the streaming writer. */
-int db_run_complete(struct db *db, long run_id, const char *task_id, const struct run_rows *rows,
-                    const char *metrics_json, const char *result_json, const struct db_tick *tick,
-                    bool *written, struct cw_error *err)
-{
-    struct db_run_writer w;
-    bool ours = false;
-    *written = false;
-    if (db_run_writer_begin(&w, db, run_id, task_id, tick, &ours, err) != 0)
-        return -1;
-    if (!ours)
-        return 0;
-    int rc = db_run_writer_stanzas(&w, &rows->stanzas, err);
-    for (int t = 0; rc == 0 && t < PROJ_COUNT; t++)
-        rc = db_run_writer_typed(&w, (enum proj_table)t, &rows->typed[t], err);
-    if (rc != 0) {
-        db_run_writer_abort(&w);
-        return -1;
-    }
-    return db_run_writer_commit(&w, metrics_json, result_json, written, err);
 }
 
 int db_run_record_error(struct db *db, long run_id, const char *task_id,

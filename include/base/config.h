@@ -56,9 +56,10 @@ struct cw_config {
     double retry_jitter;             /* percent, spreads retry delays */
     int debug_entry_delay_ms;        /* tests only: extra time per .conf entry */
     int debug_after_commit_delay_ms; /* tests only: pause after a run's COMMIT, before reporting */
-    char *http_listen;               /* "HOST:PORT" or ":PORT" for the HTTP listener; NULL = off */
-    bool task_events;                /* send task-* events (worker-* events are always sent) */
-    int log_level;                   /* enum log_level */
+    int executor_memory_limit_mb; /* EXECUTOR_MEMORY_LIMIT: address space per executor; 0 = off */
+    char *http_listen;            /* "HOST:PORT" or ":PORT" for the HTTP listener; NULL = off */
+    bool task_events;             /* send task-* events (worker-* events are always sent) */
+    int log_level;                /* enum log_level */
     bool log_json;
     char *migrations_dir;
     char *nodename;

@@ -4,6 +4,7 @@
 #ifndef CWORKER_XALLOC_H
 #define CWORKER_XALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 void *cw_xmalloc(size_t size);
@@ -11,5 +12,13 @@ void *cw_xcalloc(size_t count, size_t size);
 void *cw_xrealloc(void *ptr, size_t size);
 char *cw_xstrdup(const char *s);
 char *cw_xstrndup(const char *s, size_t n);
+
+/* A memory ceiling's soft landing (EXECUTOR_MEMORY_LIMIT). cw_xalloc_reserve sets aside
+ * `bytes` (touched, so really there); when an allocation then fails, the reserve is
+ * released, the allocation retried, and cw_xalloc_reserve_used() turns true, so the task
+ * can fail with a clear error at its next check instead of aborting. Only when the
+ * retry fails too does the process abort. cw_xalloc_reserve again after such a task. */
+void cw_xalloc_reserve(size_t bytes);
+bool cw_xalloc_reserve_used(void);
 
 #endif

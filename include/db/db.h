@@ -87,20 +87,15 @@ CW_MUST_CHECK int db_files_load(struct db *db, long run_id, struct db_file **fil
                                 struct cw_error *err);
 void db_files_free(struct db_file *files, size_t n);
 
-/* Called between COPY chunks of a long write, so the caller can keep the run's heartbeat
- * going (on another connection: this one is inside the transaction). */
+/* Called between COPY chunks of a long write (db/run_writer.h), so the caller can keep the
+ * run's heartbeat going (on another connection: this one is inside the transaction). */
 struct db_tick {
     int (*fn)(void *ctx, struct cw_error *err);
     void *ctx;
 };
 
-/* Step 6, one transaction: earlier rows of the run removed, stanzas and typed rows
- * COPYed, the run COMPLETE with metrics, the task's outcome recorded. tick may be NULL.
- * *written=false (and nothing changed) when the run is no longer PARSING for task_id. */
-CW_MUST_CHECK int db_run_complete(struct db *db, long run_id, const char *task_id,
-                                  const struct run_rows *rows, const char *metrics_json,
-                                  const char *result_json, const struct db_tick *tick,
-                                  bool *written, struct cw_error *err);
+/* Step 6, the result transaction, is db/run_writer.h: rows stream into it as the run is
+ * parsed. */
 
 /* A failure to record for a run. */
 struct db_run_error {

@@ -76,6 +76,21 @@ CW_MUST_CHECK int archive_reader_walk_fd(int fd, const char *upload_name,
                                          const struct archive_visitor *v,
                                          struct archive_stats *stats, struct cw_error *err);
 
+struct upload_source;
+/* The same over an upload read as a stream (ingest/upload_source.h), so that the bytes are
+ * hashed as they are read and no second pass is needed: gzip, tar, bzip2, xz and bare
+ * uploads are read front to back once. A zip is read through its central directory, at
+ * the end of the file: with positional reads on the local file (the stream, and so its
+ * digest, is left alone and is read by upload_source_drain afterwards), or, for a backend
+ * without a file, from memory (up to ARCHIVE_ZIP_MEMORY_MAX bytes). A failed read of the
+ * upload is the source's own error (CW_ERR_TRANSIENT for the store's reasons). The walk
+ * may stop before the end of the upload: drain the source before taking its digest. */
+#define ARCHIVE_ZIP_MEMORY_MAX (256ull << 20)
+CW_MUST_CHECK int archive_reader_walk_source(struct upload_source *src, const char *upload_name,
+                                             const struct archive_limits *limits,
+                                             const struct archive_visitor *v,
+                                             struct archive_stats *stats, struct cw_error *err);
+
 /* The same over a buffer the caller owns (tests, small uploads). */
 CW_MUST_CHECK int archive_reader_walk_memory(const void *buf, size_t len, const char *upload_name,
                                              const struct archive_limits *limits,

@@ -14,9 +14,15 @@
 
 #define GZIP_SOURCE_CHUNK (64 * 1024)
 
+/* Where a reader-fed gzip_source gets its compressed bytes: up to len bytes into buf,
+ * their count, 0 at the end, -1 with a reason in why (why_len bytes). */
+typedef ssize_t (*gzip_source_reader)(void *ctx, void *buf, size_t len, char *why, size_t why_len);
+
 /* All fields are private; init, read..., free. */
 struct gzip_source {
-    int fd;                   /* the upload, or -1 when reading mem */
+    int fd;                    /* the upload, or -1 when reading mem or through reader */
+    gzip_source_reader reader; /* NULL unless init_reader */
+    void *reader_ctx;
     const unsigned char *mem; /* caller-owned */
     size_t mem_len, mem_pos;
     unsigned char *in, *out; /* GZIP_SOURCE_CHUNK bytes each, owned */
@@ -32,6 +38,8 @@ bool gzip_source_detect(const void *p, size_t n);
 /* Reads from fd (from its current offset) or from buf[0..len). */
 void gzip_source_init_fd(struct gzip_source *g, int fd);
 void gzip_source_init_memory(struct gzip_source *g, const void *buf, size_t len);
+/* Reads through reader (an upload_source, hashed as it streams). */
+void gzip_source_init_reader(struct gzip_source *g, gzip_source_reader reader, void *ctx);
 
 /* The next decompressed bytes: their count with *out pointing at them (valid until the
  * next call), 0 once the last member is done, or -1 with g->error set: damaged data

@@ -30,7 +30,11 @@ extern const char STANZAS_COPY_TARGET[];
 
 struct proj_serverclass; /* private: one aggregated serverclass */
 
-/* All rows of one run, in COPY text format (one strbuf per table). */
+/* The rows of one run, in COPY text format (one strbuf per table). The counts cover the
+ * whole run; a caller that streams the rows (tasks/parse_run.c) sends and resets the
+ * buffers as they fill (whole rows only), so they hold only what is not sent yet. The
+ * serverclass aggregation is the one state kept for the whole run (one entry per
+ * serverclass name), emitted by run_rows_finish. */
 struct run_rows {
     long run_id;
     struct strbuf stanzas;

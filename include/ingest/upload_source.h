@@ -46,4 +46,11 @@ ssize_t upload_source_read(struct upload_source *src, void *buf, size_t len, str
 void upload_source_hex_digest(const struct upload_source *src, char hex_out[65]);
 void upload_source_close(struct upload_source *src);
 
+/* Reads (and hashes) whatever the walk left unread, to the end of the object: the
+ * digest then covers the whole upload. */
+CW_MUST_CHECK int upload_source_drain(struct upload_source *src, struct cw_error *err);
+/* The local file's descriptor, for positional reads that leave the stream (and its
+ * digest) alone, e.g. a zip's central directory; -1 for a backend without one. */
+int upload_source_fd(const struct upload_source *src);
+
 #endif

@@ -18,8 +18,15 @@ database (migrated with `cworker migrate`) and storage directory:
 Prints a table of medians and the ratios, and writes everything to .state/bench.json
 (the workers' logs go to .state/bench/).
 
-Environment: BENCH_RUNS (200), BENCH_REPEAT (2), BENCH_CONCURRENCY (2). Test data:
-tests/testdata/. Exits 1 only when a contender did not finish or the stanza rows differ.
+Then the large-archive workload (tests/bench/large.py): one run of BENCH_LARGE_STANZAS
+stanzas (1,000,000; 0 skips it) generated at bench time, for both contenders, with peak
+RSS, stanzas/s, PostgreSQL CPU, bytes written to disk by the worker, and two floors
+(PostgreSQL's own COPY of the same rows; sha256sum and gzip -dc of the archive).
+
+Environment: BENCH_RUNS (200; 0 skips the small runs), BENCH_REPEAT (2), BENCH_CONCURRENCY
+(2), BENCH_LARGE_STANZAS, BENCH_LARGE_CONTENDERS (cworker,python), BENCH_STMT_RUNS (5; statements per small run,
+tests/bench/statements.py), BENCH_CWORKER (the binary,
+build/cworker). Test data: tests/testdata/. Exits 1 only when a contender did not finish or the stanza rows differ.
 """
 
 import json
@@ -42,7 +49,7 @@ import producer  # noqa: E402
 import splunk_conf_ref  # noqa: E402
 
 SERVICES = os.path.join(REPO, "tests", "env", "services.sh")
-CWORKER = os.path.join(REPO, "build", "cworker")
+CWORKER = os.environ.get("BENCH_CWORKER") or os.path.join(REPO, "build", "cworker")
 PYTHON = "/usr/bin/python3"
 APP_DIR = "splunk_ta_paloalto"
 APP_TOP = "Splunk_TA_paloalto"
@@ -390,8 +397,9 @@ runs/s, wall s: first publish until every run has completed_at (polled every 25 
 ready s: launch until the worker consumes from its queue.
 CPU s: the worker's process tree (utime+stime, plus cutime+cstime of reaped children),
   first publish to last completion; "incl. start" counts from the worker's launch.
-task ms: median of each worker's own metrics.duration_seconds (task entry to the final
-  transaction, which it excludes).
+task ms: median of each worker's own metrics.duration_seconds, task entry to its final
+  statements. cworker streams its rows while it parses, so its figure includes the writes
+  but the COMPLETE/COMMIT; the Python baseline's excludes its whole write transaction.
 PG CPU ms/run: the whole private PostgreSQL server over the same window (any other load on
   it included); RabbitMQ and the publisher are not counted.
 RSS: sum over the worker's process tree, sampled every 100 ms (pages shared after fork
@@ -440,6 +448,8 @@ def main():
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
     started = time.monotonic()
+    if n_runs <= 0:
+        return large_only(env, workdir, state, started)
     for rep in range(1, repeat + 1):
         for name in contenders:
             log("%s, repeat %d/%d: %d runs" % (name, rep, repeat, n_runs))
@@ -502,9 +512,11 @@ def main():
                    "pg_share": pg_share,
                    "pg_bound": ":\n  with runs this small the database, more than the worker,"
                                " bounds throughput." if pg_share and pg_share > 1 else "."})
+    stmts = count_statements(env, workdir)
+    large = run_large_workload(env, workdir, state)
     out = os.path.join(state, "bench.json")
     with open(out, "w") as f:
-        json.dump({"runs": n_runs, "repeat": repeat, "concurrency": concurrency,
+        json.dump({"large": large, "statements": stmts, "runs": n_runs, "repeat": repeat, "concurrency": concurrency,
                    "upload_bytes": len(upload), "conf_files": len(tree),
                    "reference_stanzas_per_run": reference,
                    "python_baseline": {"celery": __import__("celery").__version__,
@@ -518,6 +530,41 @@ def main():
               " logs in %s" % workdir, file=sys.stderr)
         return 1
     return 0
+
+
+def count_statements(env, workdir):
+    """Statements per small run (tests/bench/statements.py); None when BENCH_STMT_RUNS=0."""
+    import statements as S
+
+    if int(os.environ.get("BENCH_STMT_RUNS", "5")) <= 0:
+        return None
+    upload = producer.build_upload_bytes(os.path.join(REPO, "tests", "testdata", APP_DIR),
+                                         "tar.gz", APP_TOP)
+    r = S.count(env, workdir, upload, CWORKER)
+    print("\n".join(S.report(r)))
+    return r
+
+
+def run_large_workload(env, workdir, state):
+    """The large-archive workload, printed; None when BENCH_LARGE_STANZAS=0."""
+    import large as L
+
+    if int(os.environ.get("BENCH_LARGE_STANZAS", "1000000")) <= 0:
+        return None
+    large = L.main(env, workdir, postmaster_pid(state))
+    print("\n".join(L.report(large)))
+    return large
+
+
+def large_only(env, workdir, state, started):
+    stmts = count_statements(env, workdir)
+    large = run_large_workload(env, workdir, state)
+    out = os.path.join(state, "bench.json")
+    with open(out, "w") as f:
+        json.dump({"large": large, "statements": stmts, "seconds": round(time.monotonic() - started, 1)}, f,
+                  indent=2)
+    print("written to %s (%.0f s in all)" % (out, time.monotonic() - started))
+    return 0 if large is None or all(r["status"] == "COMPLETE" for r in large["results"]) else 1
 
 
 if __name__ == "__main__":

@@ -373,6 +373,98 @@ def test_heartbeat_advances_while_a_run_executes(env, workers, celery):
     assert run["completed_at"] >= beats[-1]
 
 
+def test_heartbeat_and_progress_advance_during_the_copy_of_a_run(env, workers, celery):
+    """Rows stream into the run's COPY while the archive is read: from another connection,
+    while the executor's connection is inside `COPY stanzas` for this run (the backend
+    holding the run's advisory lock), last_heartbeat moves, cworker_tasks.progress counts
+    stanzas so far, and no stanza of the run is visible yet (one transaction)."""
+    w = workers.start(HEARTBEAT_INTERVAL=0.3, CWORKER_DEBUG_ENTRY_DELAY_MS=250)
+    run_id, _ = submit(env, celery, pal_upload(), workers.queue)
+    during_copy = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = env.row(
+            "SELECT r.status, r.last_heartbeat, t.progress::text AS progress, a.query,"
+            "       (SELECT count(*) FROM stanzas s WHERE s.run_id = r.id) AS visible"
+            "  FROM ingestion_runs r"
+            "  LEFT JOIN cworker_tasks t ON t.task_id = r.task_id"
+            "  LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted"
+            "       AND l.classid = 0 AND l.objid = r.id AND l.objsubid = 1"
+            "  LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE r.id = %s", (run_id,))
+        if r["status"] in faults.FINAL:
+            break
+        if r["query"] and r["query"].startswith("COPY stanzas"):
+            during_copy.append(r)
+        time.sleep(0.05)
+    wait_final(env, run_id, workers=[w])
+    assert_parsed_once(env, run_id, pal_expected(), retry_count=0)
+    beats = sorted(set(s["last_heartbeat"] for s in during_copy))
+    assert len(beats) >= 3, "heartbeat moved %d times during the COPY: %r" % (len(beats), beats)
+    so_far = sorted(set(json.loads(s["progress"])["stanzas_so_far"] for s in during_copy
+                        if s["progress"]))
+    assert len(so_far) >= 3 and so_far[-1] < 181, so_far
+    assert all(s["visible"] == 0 for s in during_copy)
+
+
+def test_a_later_upload_failing_rolls_back_rows_already_streamed(env, workers, celery):
+    """Two uploads: the first is parsed and its rows sent into the COPY, the second's
+    checksum does not match. The run FAILS with no rows at all."""
+    w = workers.start()
+    name, data = pal_upload()
+    pconn = env.producer_conn()
+    try:
+        run_id, _ = producer.create_run(
+            pconn, [(name, data), {"name": "second.tar.gz", "data": data, "sha256": "0" * 64}],
+            str(env.storage))
+        producer.enqueue(pconn, celery, run_id, queue=workers.queue)
+    finally:
+        pconn.close()
+    run = wait_final(env, run_id, workers=[w])
+    assert run["status"] == "FAILED", run
+    assert run["error_message"].startswith("Permanent error: Checksum mismatch for second.tar.gz"), \
+        run["error_message"]
+    assert faults.row_counts(env, run_id) == dict.fromkeys(("stanzas",) + faults.TYPED, 0)
+
+
+def _built_with_asan(path):
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def _one_big_conf_upload(stanzas):
+    import io
+    import tarfile
+    text = "".join("[search_%d]\nsearch = index=main value %d\ncron_schedule = */5 * * * *\n\n"
+                   % (i, i) for i in range(stanzas)).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("big_app/default/savedsearches.conf")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    return "big_app.tar.gz", buf.getvalue()
+
+
+def test_memory_limit_fails_the_run_and_the_executor_goes_on(env, workers, celery):
+    """EXECUTOR_MEMORY_LIMIT=100 (MB of address space; an idle executor has about 75): a
+    file of 90,000 stanzas needs more, and its run FAILS at once with the limit named and
+    no rows, instead of the executor aborting or the host's OOM killer stepping in. The
+    same executor then parses a small run."""
+    if _built_with_asan(env.bin):
+        pytest.skip("EXECUTOR_MEMORY_LIMIT is not applied in AddressSanitizer builds")
+    w = workers.start(CONCURRENCY=1, EXECUTOR_MEMORY_LIMIT=100, MAX_RETRIES=0)
+    big, _ = submit(env, celery, _one_big_conf_upload(90000), workers.queue)
+    run = wait_final(env, big, workers=[w])
+    assert run["status"] == "FAILED", run
+    assert run["error_message"] == ("Permanent error: the run needed more than 100 MB"
+                                    " (EXECUTOR_MEMORY_LIMIT)"), run["error_message"]
+    assert faults.row_counts(env, big) == dict.fromkeys(("stanzas",) + faults.TYPED, 0)
+    pids = children(w.proc.pid)
+    small, _ = submit(env, celery, INPUTS, workers.queue, run_type="SINGLE_CONF")
+    assert wait_final(env, small, workers=[w])["status"] == "COMPLETE"
+    assert children(w.proc.pid) == pids, "the executor was replaced"
+
+
 # ============================================================================ stuck runs
 
 

@@ -211,6 +211,7 @@ enum setting {
     SET_LOG_FORMAT,
     SET_MIGRATIONS_DIR,
     SET_NODENAME,
+    SET_EXECUTOR_MEMORY_LIMIT,
     SET_COUNT
 };
 
@@ -257,6 +258,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_LOG_FORMAT] = "LOG_FORMAT",
     [SET_MIGRATIONS_DIR] = "CWORKER_MIGRATIONS_DIR",
     [SET_NODENAME] = "CWORKER_NODENAME",
+    [SET_EXECUTOR_MEMORY_LIMIT] = "EXECUTOR_MEMORY_LIMIT",
 };
 
 static int apply_setting(struct cw_config *cfg, enum setting s, const char *name, const char *value,
@@ -372,6 +374,8 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return parse_int(name, value, 0, 3600000, &cfg->debug_entry_delay_ms, err);
     case SET_DEBUG_AFTER_COMMIT_DELAY:
         return parse_int(name, value, 0, 3600000, &cfg->debug_after_commit_delay_ms, err);
+    case SET_EXECUTOR_MEMORY_LIMIT:
+        return parse_int(name, value, 0, 1 << 20, &cfg->executor_memory_limit_mb, err);
     case SET_LOG_LEVEL:
         return parse_log_level(cfg, name, value, err);
     case SET_LOG_FORMAT:
@@ -409,6 +413,7 @@ static void set_defaults(struct cw_config *cfg)
     cfg->soft_time_limit = 3300;
     cfg->time_limit = 3600;
     cfg->heartbeat_interval = 30;
+    cfg->executor_memory_limit_mb = 512;
     cfg->broker_heartbeat = 30;
     cfg->consumer_timeout = 1800; /* RabbitMQ's default consumer_timeout */
     cfg->visibility_timeout = 300;

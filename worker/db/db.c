@@ -56,6 +56,11 @@ int db_run_try_lock(struct db *db, long run_id, bool *locked, struct cw_error *e
 int db_run_lock_wait(struct db *db, long run_id, double timeout_s, bool *locked,
                      struct cw_error *err)
 {
+    /* Almost always free: one statement, and the lock_timeout dance only when it is not. */
+    if (db_run_try_lock(db, run_id, locked, err) != 0)
+        return -1;
+    if (*locked)
+        return 0;
     char id[24], timeout[32];
     format_run_id(id, sizeof id, run_id);
     snprintf(timeout, sizeof timeout, "%d", (int)(timeout_s * 1000));

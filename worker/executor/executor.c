@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Shutdown is the supervisor's decision: it closes the channel (graceful) or kills us
@@ -33,6 +34,39 @@ static void executor_signals(pid_t parent)
                  strerror(errno));
     if (getppid() != parent)
         _exit(0);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CW_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CW_ASAN 1
+#endif
+#endif
+
+/* Set aside for the task to fail cleanly when the ceiling is reached (base/xalloc.h). */
+#define MEMORY_RESERVE_BYTES (16u << 20)
+
+/* EXECUTOR_MEMORY_LIMIT: a ceiling on this executor's address space, so a run that needs
+ * too much fails ("the run needed more than N MB") instead of inviting the OOM killer
+ * onto the host. Not under AddressSanitizer: its shadow memory reserves terabytes of
+ * address space up front, and any limit would fail the first allocation. */
+static void apply_memory_limit(const struct cw_config *cfg)
+{
+    if (cfg->executor_memory_limit_mb <= 0)
+        return;
+#ifdef CW_ASAN
+    log_debug("EXECUTOR_MEMORY_LIMIT is not applied in an AddressSanitizer build");
+#else
+    rlim_t bytes = (rlim_t)cfg->executor_memory_limit_mb << 20;
+    struct rlimit lim = {bytes, bytes};
+    if (setrlimit(RLIMIT_AS, &lim) != 0) {
+        log_warn("cannot apply EXECUTOR_MEMORY_LIMIT=%d: %s", cfg->executor_memory_limit_mb,
+                 strerror(errno));
+        return;
+    }
+    cw_xalloc_reserve(MEMORY_RESERVE_BYTES);
+#endif
 }
 
 /* The executor's two connections: the task's, and one for heartbeats during its
@@ -118,6 +152,8 @@ static void handle_task(int fd, struct executor_dbs *dbs, const struct cw_config
         CW_FAIL(&forced, pt.forced_cls, "%s", pt.forced_message);
     double started = clock_monotonic();
     run_task(dbs, cfg, t, pt.forced_cls != CW_ERR_NONE ? &forced : NULL, &report);
+    if (cw_xalloc_reserve_used()) /* the task hit the ceiling and has failed: re-arm */
+        cw_xalloc_reserve(MEMORY_RESERVE_BYTES);
     log_outcome(t, &report, started);
     send_or_log(fd, proto_result_encode(pt.seq, &report));
     task_report_free(&report);
@@ -146,6 +182,7 @@ void executor_main(int fd, const struct cw_config *cfg, int index, pid_t parent)
     char name[32];
     snprintf(name, sizeof name, "executor-%d", index);
     log_configure((enum log_level)cfg->log_level, cfg->log_json, name);
+    apply_memory_limit(cfg);
     struct executor_dbs dbs = {{0}, {0}};
     struct cw_error err;
     /* Connect now so the first task does not pay for it; a failure is retried per task. */

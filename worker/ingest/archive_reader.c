@@ -11,6 +11,7 @@
 #include <archive_entry.h>
 
 #include "ingest/archive_path.h"
+#include "ingest/archive_walk.h"
 #include "ingest/gzip_source.h"
 #include "base/utf8.h"
 #include "base/xalloc.h"
@@ -35,17 +36,7 @@ struct walker {
     bool bare_renamed;      /* ... which got ".conf" appended */
 };
 
-/* What the first bytes of an upload say, before libarchive looks at it. */
-struct upload_magic {
-    bool gzip, zip;
-    bool empty_zip;      /* starts with the end record: a zip of no entries */
-    bool empty_zip_lies; /* ... whose end record claims entries all the same */
-    bool tar;            /* "ustar" where a tar header has it */
-};
-
-#define MAGIC_BYTES 263
-
-static struct upload_magic sniff(const unsigned char *p, size_t n)
+struct upload_magic archive_sniff(const unsigned char *p, size_t n)
 {
     bool pk = n >= 4 && p[0] == 'P' && p[1] == 'K';
     struct upload_magic m = {
@@ -60,8 +51,8 @@ static struct upload_magic sniff(const unsigned char *p, size_t n)
 }
 
 /* The seekable zip reader does not take a zip of no entries (its end record first). */
-static int walk_empty_zip(const struct upload_magic *m, struct archive_stats *stats,
-                          struct cw_error *err)
+int archive_walk_empty_zip(const struct upload_magic *m, struct archive_stats *stats,
+                           struct cw_error *err)
 {
     if (m->empty_zip_lies) {
         CW_FAIL(err, CW_ERR_PERMANENT,
@@ -118,7 +109,7 @@ static const char *libarchive_msg(struct archive *a)
 
 /* Only the compressions the contract names: filter_all would also enable uudecode (a
  * text file starting "begin 644" would be decoded) and external programs (lrzip, lzop). */
-static struct archive *new_reader(void)
+struct archive *archive_new_reader(void)
 {
     struct archive *a = archive_read_new();
     if (a == NULL)
@@ -484,10 +475,10 @@ static int drain_gzip(struct walker *w, struct cw_error *err)
 }
 
 /* Runs a walk over an archive handle that open_fn opens; frees everything it made. */
-static int walk(struct archive *a, int open_rc, struct gzip_source *gz,
-                const struct upload_magic *m, const char *upload_name,
-                const struct archive_limits *limits, const struct archive_visitor *v,
-                struct archive_stats *stats, struct cw_error *err)
+int archive_walk(struct archive *a, int open_rc, struct gzip_source *gz,
+                 const struct upload_magic *m, const char *upload_name,
+                 const struct archive_limits *limits, const struct archive_visitor *v,
+                 struct archive_stats *stats, struct cw_error *err)
 {
     static const struct archive_limits defaults = ARCHIVE_LIMITS_DEFAULT;
     static const struct archive_visitor no_visitor = {0};
@@ -519,7 +510,7 @@ out:
     return rc;
 }
 
-static int fail_empty(struct archive_stats *stats, struct cw_error *err)
+int archive_fail_empty(struct archive_stats *stats, struct cw_error *err)
 {
     if (stats)
         memset(stats, 0, sizeof *stats);
@@ -547,7 +538,7 @@ int archive_reader_walk_fd(int fd, const char *upload_name, const struct archive
     }
     /* libarchive would only say "Unrecognized archive format"; say what it is. */
     if (S_ISREG(st.st_mode) && st.st_size == 0)
-        return fail_empty(stats, err);
+        return archive_fail_empty(stats, err);
     unsigned char head[MAGIC_BYTES];
     off_t at = lseek(fd, 0, SEEK_CUR);
     ssize_t nhead = at < 0 ? -1 : pread(fd, head, sizeof head, at);
@@ -555,17 +546,17 @@ int archive_reader_walk_fd(int fd, const char *upload_name, const struct archive
         CW_FAIL(err, CW_ERR_TRANSIENT, "cannot read upload: %s", strerror(errno));
         return -1;
     }
-    struct upload_magic m = sniff(head, (size_t)nhead);
+    struct upload_magic m = archive_sniff(head, (size_t)nhead);
     if (m.empty_zip)
-        return walk_empty_zip(&m, stats, err);
-    struct archive *a = new_reader();
+        return archive_walk_empty_zip(&m, stats, err);
+    struct archive *a = archive_new_reader();
     if (a == NULL) {
         CW_FAIL(err, CW_ERR_INTERNAL, "archive_read_new failed");
         return -1;
     }
     struct gzip_source gz;
     int open_rc = open_fd(a, fd, &m, &gz);
-    int rc = walk(a, open_rc, m.gzip ? &gz : NULL, &m, upload_name, limits, v, stats, err);
+    int rc = archive_walk(a, open_rc, m.gzip ? &gz : NULL, &m, upload_name, limits, v, stats, err);
     if (m.gzip)
         gzip_source_free(&gz);
     return rc;
@@ -576,11 +567,11 @@ int archive_reader_walk_memory(const void *buf, size_t len, const char *upload_n
                                struct archive_stats *stats, struct cw_error *err)
 {
     if (len == 0)
-        return fail_empty(stats, err);
-    struct upload_magic m = sniff(buf, len);
+        return archive_fail_empty(stats, err);
+    struct upload_magic m = archive_sniff(buf, len);
     if (m.empty_zip)
-        return walk_empty_zip(&m, stats, err);
-    struct archive *a = new_reader();
+        return archive_walk_empty_zip(&m, stats, err);
+    struct archive *a = archive_new_reader();
     if (a == NULL) {
         CW_FAIL(err, CW_ERR_INTERNAL, "archive_read_new failed");
         return -1;
@@ -593,7 +584,7 @@ int archive_reader_walk_memory(const void *buf, size_t len, const char *upload_n
     } else {
         open_rc = archive_read_open_memory(a, buf, len);
     }
-    int rc = walk(a, open_rc, m.gzip ? &gz : NULL, &m, upload_name, limits, v, stats, err);
+    int rc = archive_walk(a, open_rc, m.gzip ? &gz : NULL, &m, upload_name, limits, v, stats, err);
     if (m.gzip)
         gzip_source_free(&gz);
     return rc;

@@ -44,13 +44,26 @@ void gzip_source_init_memory(struct gzip_source *g, const void *buf, size_t len)
     init_common(g);
 }
 
+void gzip_source_init_reader(struct gzip_source *g, gzip_source_reader reader, void *ctx)
+{
+    memset(g, 0, sizeof *g);
+    g->fd = -1;
+    g->reader = reader;
+    g->reader_ctx = ctx;
+    init_common(g);
+}
+
 /* Fills the input buffer when it is empty: bytes now available, 0 at EOF, -1 on error. */
 static ssize_t refill(struct gzip_source *g)
 {
     if (g->zs.avail_in > 0)
         return (ssize_t)g->zs.avail_in;
     ssize_t n;
-    if (g->fd >= 0) {
+    if (g->reader) {
+        n = g->reader(g->reader_ctx, g->in, GZIP_SOURCE_CHUNK, g->error, sizeof g->error);
+        if (n < 0)
+            return -1;
+    } else if (g->fd >= 0) {
         do
             n = read(g->fd, g->in, GZIP_SOURCE_CHUNK);
         while (n < 0 && errno == EINTR);

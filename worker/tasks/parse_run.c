@@ -1,6 +1,8 @@
 /* app.worker.tasks.parse_run(run_id): an uploaded Splunk archive becomes stanzas and typed
- * rows in PostgreSQL (CONTRACT 1.5). Parsing happens before the one write transaction, so a
- * failure at any point leaves no partial rows. */
+ * rows in PostgreSQL (CONTRACT 1.5). The rows stream into the run's one write transaction
+ * while the uploads are read (db/run_writer.h): memory is bounded by one .conf file and
+ * one batch of typed rows, not by the run, and a failure at any point (a checksum that
+ * does not match included) rolls back, leaving no partial rows. */
 #include "ingest/archive_reader.h"
 #include "base/clock.h"
 #include "ingest/conf_parser.h"
@@ -8,11 +10,12 @@
 #include "ingest/projections.h"
 #include "tasks/parse_run_args.h"
 #include "tasks/retry_policy.h"
-#include "ingest/storage.h"
+#include "ingest/upload_source.h"
 #include "tasks/task.h"
 #include "base/xalloc.h"
 #include "db/pg.h"
 #include "db/run_metrics.h"
+#include "db/run_writer.h"
 
 #include <stdint.h>
 
@@ -24,16 +27,21 @@
 
 #define MAX_DETAILS     100 /* parse errors / warnings described in metrics, the rest counted */
 #define RUN_LOCK_WAIT_S 30
-/* Every row of a run is held in memory until its one transaction: 100000 stanzas per file
- * (the parser's limit) times 10000 entries would not fit. */
+/* The contract's limit on a run (rows stream, so memory no longer sets it). */
 #define MAX_RUN_STANZAS 1000000
+/* Typed rows are sent in batches of about this many bytes of COPY text (the stanza rows
+ * of a file go out as soon as it is parsed). Measured on 1M stanzas: larger batches gain
+ * nothing, the COPYs are PostgreSQL-bound. */
+#define TYPED_BATCH_BYTES (4u << 20)
 
 /* Everything one execution of parse_run accumulates; owned by parse_run_task. */
 struct parse_state {
     struct task_context *ctx;
     long run_id;
     long file_id;
-    struct run_rows rows;
+    struct run_rows rows; /* counts of the whole run; buffers hold only unsent rows */
+    struct db_run_writer writer;
+    bool writing; /* the result transaction is open: heartbeats on the other connection */
     struct conf_parser parser;
     bool in_entry;
     bool entry_failed;
@@ -62,8 +70,20 @@ static void add_detail(json_object *list, const char *path, const char *key, con
 
 /* Heartbeat and soft time limit, checked between chunks so one long file is covered, and
  * between COPY chunks (then on the heartbeat connection: the task's is in a transaction). */
+/* EXECUTOR_MEMORY_LIMIT reached: an allocation ate into the reserve (base/xalloc.h). */
+static int check_memory(const struct parse_state *st, struct cw_error *err)
+{
+    if (!cw_xalloc_reserve_used())
+        return 0;
+    CW_FAIL(err, CW_ERR_PERMANENT, "the run needed more than %d MB (EXECUTOR_MEMORY_LIMIT)",
+            st->ctx->cfg->executor_memory_limit_mb);
+    return -1;
+}
+
 static int check_clock_on(struct parse_state *st, struct db *db, struct cw_error *err)
 {
+    if (check_memory(st, err) != 0)
+        return -1;
     double now = clock_monotonic();
     if (st->ctx->soft_deadline > 0 && now >= st->ctx->soft_deadline) {
         CW_FAIL(err, CW_ERR_TIMEOUT, "soft time limit of %.0f s exceeded",
@@ -84,11 +104,6 @@ static int check_clock_on(struct parse_state *st, struct db *db, struct cw_error
     return 0;
 }
 
-static int check_clock(struct parse_state *st, struct cw_error *err)
-{
-    return check_clock_on(st, st->ctx->db, err);
-}
-
 static int copy_tick(void *ctx, struct cw_error *err)
 {
     struct parse_state *st = ctx;
@@ -97,6 +112,15 @@ static int copy_tick(void *ctx, struct cw_error *err)
         db_connect_as(db, st->ctx->cfg->database_url, PG_ROLE_HEARTBEAT, err) != 0)
         return -1;
     return check_clock_on(st, db && db->conn ? db : st->ctx->db, err);
+}
+
+/* Inside the result transaction, a heartbeat on the task's connection would be invisible
+ * until COMMIT (and impossible during a COPY): it goes on the heartbeat connection. */
+static int check_clock(struct parse_state *st, struct cw_error *err)
+{
+    if (st->writing)
+        return copy_tick(st, err);
+    return check_clock_on(st, st->ctx->db, err);
 }
 
 /* Tests only (CWORKER_DEBUG_ENTRY_DELAY_MS): a slow entry, still heartbeating and
@@ -110,6 +134,31 @@ static int debug_delay(struct parse_state *st, struct cw_error *err)
         usleep(20000);
     }
     return 0;
+}
+
+static size_t typed_bytes(const struct run_rows *rows)
+{
+    size_t n = 0;
+    for (int t = 0; t < PROJ_COUNT; t++)
+        n += rows->typed[t].len;
+    return n;
+}
+
+/* Sends what the buffers hold: stanza rows always, typed rows once a batch is full (or
+ * all of them at the end). The buffers are emptied; the counts stay. */
+static int send_rows(struct parse_state *st, bool all, struct cw_error *err)
+{
+    if (db_run_writer_stanzas(&st->writer, &st->rows.stanzas, err) != 0)
+        return -1;
+    strbuf_reset(&st->rows.stanzas);
+    if (!all && typed_bytes(&st->rows) < TYPED_BATCH_BYTES)
+        return 0;
+    for (int t = 0; t < PROJ_COUNT; t++) {
+        if (db_run_writer_typed(&st->writer, (enum proj_table)t, &st->rows.typed[t], err) != 0)
+            return -1;
+        strbuf_reset(&st->rows.typed[t]);
+    }
+    return check_clock(st, err);
 }
 
 static bool is_conf_entry(const char *path)
@@ -180,7 +229,9 @@ static int entry_end(void *ctx, struct cw_error *err)
     st->warnings += (int)file.warnings;
     st->files_parsed++;
     conf_file_free(&file);
-    return 0;
+    if (check_memory(st, err) != 0)
+        return -1;
+    return send_rows(st, false, err);
 }
 
 static void entry_warning(void *ctx, const char *path, const char *reason)
@@ -190,12 +241,13 @@ static void entry_warning(void *ctx, const char *path, const char *reason)
     add_detail(st->warning_details, path, "warning", reason);
 }
 
-static int verify_checksum(const struct db_file *f, int fd, struct cw_error *err)
+/* After the walk: the rest of the upload read, so the digest covers all of it. */
+static int verify_checksum(const struct db_file *f, struct upload_source *src, struct cw_error *err)
 {
     char hex[65];
-    uint64_t size;
-    if (storage_sha256_fd(fd, hex, &size, err) != 0)
+    if (upload_source_drain(src, err) != 0)
         return -1;
+    upload_source_hex_digest(src, hex);
     if (strcasecmp(hex, f->sha256) != 0) {
         CW_FAIL(err, CW_ERR_PERMANENT, "Checksum mismatch for %s: expected %s, got %s", f->path,
                 f->sha256, hex);
@@ -207,8 +259,8 @@ static int verify_checksum(const struct db_file *f, int fd, struct cw_error *err
 static int parse_file(struct parse_state *st, const struct db_file *f, json_object *kinds,
                       struct cw_error *err)
 {
-    int fd = -1;
-    if (storage_open(st->ctx->cfg->storage_path, f->stored_object_key, &fd, err) != 0) {
+    struct upload_source src;
+    if (upload_source_open(st->ctx->cfg, f->stored_object_key, f->size_bytes, &src, err) != 0) {
         CW_WRAP(err, "reading file %ld (%s)", f->id, f->path);
         return -1;
     }
@@ -216,10 +268,12 @@ static int parse_file(struct parse_state *st, const struct db_file *f, json_obje
     struct archive_limits limits = ARCHIVE_LIMITS_DEFAULT;
     struct archive_visitor visitor = {st, want_entry, entry_data, entry_end, entry_warning};
     struct archive_stats stats = {0};
-    int rc = verify_checksum(f, fd, err);
+    /* The rows of a file whose checksum turns out wrong are already sent: the mismatch
+     * fails the run, and the transaction is rolled back, never committed. */
+    int rc = archive_reader_walk_source(&src, f->path, &limits, &visitor, &stats, err);
     if (rc == 0)
-        rc = archive_reader_walk_fd(fd, f->path, &limits, &visitor, &stats, err);
-    close(fd);
+        rc = verify_checksum(f, &src, err);
+    upload_source_close(&src);
     if (st->in_entry) {
         conf_parser_free(&st->parser); /* the walk stopped inside an entry */
         st->in_entry = false;
@@ -282,7 +336,24 @@ static const char *to_json(json_object *o)
     return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 }
 
-/* Steps 3-6: files, parse, one transaction. *written=false: the run was no longer ours. */
+/* Steps 5-6 once every file is parsed: the last rows, COMPLETE, COMMIT. */
+static int finish_run(struct parse_state *st, const struct celery_task *msg, json_object *kinds,
+                      json_object **result, bool *written, struct cw_error *err)
+{
+    run_rows_finish(&st->rows);
+    if (send_rows(st, true, err) != 0)
+        return -1;
+    double duration = clock_monotonic() - st->ctx->started;
+    json_object *metrics = build_metrics(st, msg, duration, kinds);
+    *result = build_result(st, duration);
+    st->writing = false;
+    int rc = db_run_writer_commit(&st->writer, to_json(metrics), to_json(*result), written, err);
+    json_object_put(metrics);
+    return rc;
+}
+
+/* Steps 3-6: files, then one transaction that the rows stream into as the files are
+ * parsed. *written=false: the run was no longer ours. */
 static int parse_and_store(struct parse_state *st, const struct celery_task *msg,
                            json_object **result, bool *written, struct cw_error *err)
 {
@@ -290,28 +361,32 @@ static int parse_and_store(struct parse_state *st, const struct celery_task *msg
     size_t nfiles = 0;
     if (db_files_load(st->ctx->db, st->run_id, &files, &nfiles, err) != 0)
         return -1;
-    int rc = 0;
     if (nfiles == 0) {
+        db_files_free(files, nfiles);
         CW_FAIL(err, CW_ERR_PERMANENT, "No files found for run %ld", st->run_id);
-        rc = -1;
+        return -1;
     }
+    bool ours = false;
+    struct db_tick tick = {copy_tick, st};
+    int began =
+        db_run_writer_begin(&st->writer, st->ctx->db, st->run_id, msg->id, &tick, &ours, err);
+    if (began != 0 || !ours) {
+        db_files_free(files, nfiles);
+        return began; /* 0 with *written false: no longer ours */
+    }
+    st->writing = true;
     json_object *kinds = json_object_new_array();
     st->files_total = nfiles;
+    int rc = 0;
     for (size_t i = 0; rc == 0 && i < nfiles; i++) {
         rc = parse_file(st, &files[i], kinds, err);
         st->files_done++;
     }
     db_files_free(files, nfiles);
-    if (rc == 0) {
-        run_rows_finish(&st->rows);
-        double duration = clock_monotonic() - st->ctx->started;
-        json_object *metrics = build_metrics(st, msg, duration, kinds);
-        *result = build_result(st, duration);
-        struct db_tick tick = {copy_tick, st};
-        rc = db_run_complete(st->ctx->db, st->run_id, msg->id, &st->rows, to_json(metrics),
-                             to_json(*result), &tick, written, err);
-        json_object_put(metrics);
-    }
+    if (rc == 0)
+        rc = finish_run(st, msg, kinds, result, written, err);
+    st->writing = false;
+    db_run_writer_abort(&st->writer); /* no-op after a COMMIT */
     json_object_put(kinds);
     return rc;
 }

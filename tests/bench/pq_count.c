@@ -1,0 +1,82 @@
+/* Measuring tool for tests/bench (not linked into cworker): an LD_PRELOAD shim that
+ * appends one line per statement sent and per round trip waited for, from every libpq
+ * caller in the process, to $PQCOUNT_LOG:
+ *   <pid> S <statement, first 60 bytes, newlines as spaces>
+ *   <pid> R
+ * A statement sent in pipeline mode (PQsendQueryParams) is counted when sent; its
+ * round trip when the pipeline is synced. Build: cc -shared -fPIC -o pq_count.so
+ * pq_count.c -ldl */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void note(const char *kind, const char *sql)
+{
+    const char *path = getenv("PQCOUNT_LOG");
+    if (!path)
+        return;
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return;
+    char text[61] = "";
+    if (sql) {
+        snprintf(text, sizeof text, "%s", sql);
+        for (char *p = text; *p; p++)
+            if (*p == '\n' || *p == '\r' || *p == '\t')
+                *p = ' ';
+    }
+    fprintf(f, "%d %s %s\n", (int)getpid(), kind, text);
+    fclose(f);
+}
+
+#define REAL(name, type) ((type)dlsym(RTLD_NEXT, name))
+
+/* libpq's PQexecParams calls PQsendQueryParams through its exported symbol, i.e. this
+ * shim: counted once, by the outermost call. */
+static __thread int inside;
+
+PGresult *PQexec(PGconn *conn, const char *sql)
+{
+    note("S", sql);
+    note("R", NULL);
+    return REAL("PQexec", PGresult * (*)(PGconn *, const char *))(conn, sql);
+}
+
+PGresult *PQexecParams(PGconn *conn, const char *sql, int n, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats,
+                       int result_format)
+{
+    note("S", sql);
+    note("R", NULL);
+    inside++;
+    PGresult *res =
+        REAL("PQexecParams", PGresult * (*)(PGconn *, const char *, int, const Oid *,
+                                            const char *const *, const int *, const int *, int))(
+            conn, sql, n, types, values, lengths, formats, result_format);
+    inside--;
+    return res;
+}
+
+int PQsendQueryParams(PGconn *conn, const char *sql, int n, const Oid *types,
+                      const char *const *values, const int *lengths, const int *formats,
+                      int result_format)
+{
+    if (!inside) {
+        note("S", sql);
+        if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF)
+            note("R", NULL);
+    }
+    return REAL("PQsendQueryParams", int (*)(PGconn *, const char *, int, const Oid *,
+                                             const char *const *, const int *, const int *, int))(
+        conn, sql, n, types, values, lengths, formats, result_format);
+}
+
+int PQpipelineSync(PGconn *conn)
+{
+    note("R", NULL);
+    return REAL("PQpipelineSync", int (*)(PGconn *))(conn);
+}

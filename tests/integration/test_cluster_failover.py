@@ -7,6 +7,9 @@ with AMQPS on node 1, a PostgreSQL primary with a streaming standby, TLS from a 
 - the PostgreSQL primary stopped and the standby promoted mid-batch, workers and producer
   on the libpq multi-host URL (target_session_attrs=read-write): every run ends COMPLETE,
   none twice, none left PARSING;
+- the primary SIGKILLed while the standby's WAL receiver was frozen: commits it had
+  acknowledged are lost at promotion; the stuck-run and orphan sweeps bring those runs
+  back (short VISIBILITY_TIMEOUT / ORPHAN_TIMEOUT here) and each ends COMPLETE once;
 - TLS: amqps:// with BROKER_USE_SSL_CA_CERTS and sslmode=verify-full complete a run; a
   wrong CA for the broker stops the worker at start (exit 2, the certificate named); a
   wrong CA for PostgreSQL stops it at start too (a configuration error, not an outage).
@@ -17,6 +20,7 @@ Skipped unless CWORKER_CLUSTER=1 (`make test-cluster`).
 """
 
 import os
+import signal
 import shlex
 import subprocess
 import time
@@ -383,3 +387,68 @@ def test_cluster_tls_wrong_postgresql_ca_loses_no_run(cenv, workers):
     good = workers.start(wait=False, **tls_env(cenv, c.ca, c.ca))
     faults.wait_final(cenv, run_id, timeout=60, workers=[good])
     assert_parsed_once(cenv, run_id, INPUTS_EXPECTED, retry_count=0)
+
+
+# ------------------------------------------------------------------ a crash that loses commits
+
+
+def server_pids(admin_url):
+    """The postmaster's pid and its children's, from the server's own data directory."""
+    datadir = cluster.pg_one(admin_url, "SHOW data_directory")
+    with open(os.path.join(datadir, "postmaster.pid")) as f:
+        pm = int(f.readline())
+    return [pm] + faults.children(pm)
+
+
+@pytest.mark.expect_log_errors(FAILURE_NOT_RECORDED)
+def test_cluster_primary_crash_loses_acknowledged_commits_and_the_runs_come_back(cenv,
+                                                                                  workers):
+    """Asynchronous replication: commits the primary acknowledged after the standby stopped
+    receiving are gone once the standby is promoted. Those runs are PARSING again on the new
+    primary while their deliveries are acked: only the stuck-run sweep can bring them back
+    (VISIBILITY_TIMEOUT). The standby's WAL receiver is frozen (SIGSTOP) while runs commit,
+    the primary is SIGKILLed, the receiver killed (its socket buffer goes with it)."""
+    c = cenv.c
+    ws = [workers.start(wait=False, CELERY_BROKER_URL=urls_from(c, n), VISIBILITY_TIMEOUT=3,
+                        ORPHAN_TIMEOUT=6, **SLOW) for n in (1, 2)]
+    wait_consumers(cenv, workers.queue, 2)
+    celery = producer.celery_app(urls_from(c, 1))
+    run_ids = submit_batch(cenv, celery, workers.queue, 60)
+    wait_completed(cenv, run_ids, 10)
+    receiver = cluster.pg_one(c.admin_standby_url, "SELECT pid FROM pg_stat_wal_receiver")
+    assert receiver, "the standby streams nothing"
+    try:
+        faults.kill(receiver, signal.SIGSTOP)
+        before = status_counts(cenv, run_ids).get("COMPLETE", 0)
+        wait_completed(cenv, run_ids, before + 8)
+        lost_complete = set(r["id"] for r in cenv.rows(
+            "SELECT id FROM ingestion_runs WHERE id = ANY(%s) AND status = 'COMPLETE'",
+            (run_ids,)))
+        for p in server_pids(c.admin_primary_url):
+            faults.kill(p)
+    finally:
+        faults.kill(receiver, signal.SIGKILL)
+        faults.kill(receiver, signal.SIGCONT)
+    cenv._conn = None
+    try:
+        cluster.wait_until("the standby back after its receiver died", lambda: cluster.pg_one(
+            c.admin_standby_url, "SELECT pg_is_in_recovery()") is True, timeout=60)
+        c.promote()
+        assert new_primary_port(cenv) == c.standby_port
+        complete_now = set(r["id"] for r in faults.db_retry(cenv, lambda e: e.rows(
+            "SELECT id FROM ingestion_runs WHERE id = ANY(%s) AND status = 'COMPLETE'",
+            (run_ids,))))
+        lost = lost_complete - complete_now
+        print("COMPLETE on the old primary before the crash: %d; on the promoted standby: %d;"
+              " commits lost: %d" % (len(lost_complete), len(complete_now), len(lost)))
+        assert lost, "no acknowledged commit was lost: the test exercised nothing"
+        faults.wait_all_final(cenv, run_ids, timeout=120, workers=ws)
+        figures = batch_figures(cenv, run_ids)
+        print("after the crash: figures %r" % figures)
+        assert figures["lost"] == 0 and figures["duplicated"] == 0, figures
+        for r in run_ids:  # one set of rows each; a sweep's re-enqueue may spend a retry
+            assert_parsed_once(cenv, r, INPUTS_EXPECTED)
+        faults.wait_queue_settled(cenv, workers.queue, timeout=60)
+    finally:
+        cenv._conn = None
+        c.restore()

@@ -212,8 +212,8 @@ def assert_batch_done_once(cenv, pool, run_ids, workers):
     for r in run_ids:
         assert_parsed_once(cenv, r, INPUTS_EXPECTED, retry_count=0)
     faults.wait_queue_settled(cenv, pool.queue, timeout=60)
-    faults.assert_queues_empty(cenv, pool.queue + ".dead",
-                               *faults.retry_queues(pool.queue, faults.BASE_SETTINGS["RETRY_DELAYS"]))
+    delays = faults.BASE_SETTINGS["RETRY_DELAYS"]
+    faults.assert_queues_empty(cenv, pool.queue + ".dead", *faults.retry_queues(pool.queue, delays))
     assert figures == {"runs": len(run_ids), "complete": len(run_ids), "lost": 0,
                        "duplicated": 0, "retries": 0}, figures
     return figures

@@ -190,6 +190,8 @@ void sup_on_refused(struct supervisor *s, struct executor *e, uint64_t seq, cons
  * channel): the supervisor's broker sockets, other channels, a connector thread's socket.
  * The parent keeps its own copies open. */
 void sup_close_inherited(int keep);
+/* No connector thread runs: a fork now cannot inherit a lock held by one. */
+bool sup_may_fork(const struct supervisor *s);
 void sup_respawn_executors(struct supervisor *s, double now);
 void sup_reap_children(struct supervisor *s, double now);
 void sup_enforce_hard_limits(struct supervisor *s, double now);

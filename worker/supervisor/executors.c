@@ -64,9 +64,17 @@ static void spawn_executor(struct supervisor *s, int i)
     e->spawned_at = clock_monotonic();
 }
 
+bool sup_may_fork(const struct supervisor *s)
+{
+    /* A child forked while a connector thread is inside malloc, OpenSSL or rabbitmq-c would
+     * inherit their locks held, and hang on its first use of them. */
+    return !mq_connector_busy(&s->consumer_connector) &&
+           !mq_connector_busy(&s->publisher_connector);
+}
+
 void sup_respawn_executors(struct supervisor *s, double now)
 {
-    if (s->draining)
+    if (s->draining || !sup_may_fork(s))
         return;
     for (int i = 0; i < s->nexec; i++)
         if (s->execs[i].state == EXEC_EMPTY && now >= s->execs[i].respawn_at)

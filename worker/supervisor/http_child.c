@@ -59,7 +59,8 @@ bool sup_reap_http(struct supervisor *s, pid_t pid, int status, double now)
 
 void sup_ensure_http(struct supervisor *s, double now)
 {
-    if (s->cfg->http_listen && !s->http_pid && !s->draining && now >= s->http_respawn_at)
+    if (s->cfg->http_listen && !s->http_pid && !s->draining && now >= s->http_respawn_at &&
+        sup_may_fork(s))
         spawn_http(s);
 }
 

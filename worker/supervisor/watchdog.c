@@ -4,6 +4,8 @@
 #include "base/log.h"
 
 #include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -17,9 +19,14 @@ static void *watch(void *arg)
         double stalled = clock_monotonic() - atomic_load(&w->beat);
         if (stalled < w->stall_s)
             continue;
-        log_warn("the supervisor loop has not come round for %.0f s (a broker socket that takes "
-                 "no data?): shutting the broker connections down",
-                 stalled);
+        /* write(2), not stdio: a fork of the loop thread must never find a stdio lock held. */
+        char line[200];
+        int n = snprintf(line, sizeof line,
+                         "WARNING the supervisor loop has not come round for %d s (a broker socket "
+                         "that takes no data?): shutting the broker connections down\n",
+                         (int)stalled);
+        if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0)
+            n = 0;
         for (int i = 0; i < 2; i++) {
             int fd = atomic_load(&w->fds[i]);
             if (fd >= 0)

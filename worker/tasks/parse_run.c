@@ -108,6 +108,10 @@ static int copy_tick(void *ctx, struct cw_error *err)
 {
     struct parse_state *st = ctx;
     struct db *db = st->ctx->heartbeat_db;
+    /* The heartbeat connection outlives runs: after a database restart it is broken, and a
+     * broken one is given up here (and opened again) rather than failing every later run. */
+    if (db && db->conn && !db_ensure_connected(db))
+        db_close(db);
     if (db && !db->conn &&
         db_connect_as(db, st->ctx->cfg->database_url, PG_ROLE_HEARTBEAT, err) != 0)
         return -1;

@@ -1,5 +1,6 @@
 /* rabbitmq-c wrapper: connection, kombu-compatible topology, consume, confirmed publish. */
 #include "mq/conn.h"
+#include "mq/conn_internal.h"
 #include "base/xalloc.h"
 
 #include <amqp_ssl_socket.h>
@@ -15,8 +16,8 @@
  * blocks us, which the caller learns from connection.blocked): give up, do not stall. */
 #define CONFIRM_TIMEOUT_MS 5000
 
-static int fail_reply(struct cw_error *err, const struct mq_conn *c, amqp_rpc_reply_t r,
-                      const char *what)
+int mq_fail_reply(struct cw_error *err, const struct mq_conn *c, amqp_rpc_reply_t r,
+                  const char *what)
 {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL:
@@ -48,12 +49,12 @@ static int fail_reply(struct cw_error *err, const struct mq_conn *c, amqp_rpc_re
     return -1;
 }
 
-static int check_rpc(struct mq_conn *c, const char *what, struct cw_error *err)
+int mq_check_rpc(struct mq_conn *c, const char *what, struct cw_error *err)
 {
-    return fail_reply(err, c, amqp_get_rpc_reply(c->state), what);
+    return mq_fail_reply(err, c, amqp_get_rpc_reply(c->state), what);
 }
 
-static int fail_status(struct cw_error *err, const struct mq_conn *c, int status, const char *what)
+int mq_fail_status(struct cw_error *err, const struct mq_conn *c, int status, const char *what)
 {
     CW_FAIL(err, CW_ERR_TRANSIENT, "%s on %s: %s", what, c->where, amqp_error_string2(status));
     return -1;
@@ -100,7 +101,7 @@ static int open_socket(struct mq_conn *c, const struct amqp_connection_info *inf
         return -1;
     }
     if (status != AMQP_STATUS_OK)
-        return fail_status(err, c, status, "connect");
+        return mq_fail_status(err, c, status, "connect");
     return 0;
 }
 
@@ -126,26 +127,10 @@ static int login(struct mq_conn *c, const struct amqp_connection_info *info, int
     amqp_rpc_reply_t r = amqp_login_with_properties(c->state, info->vhost, 0, 131072, heartbeat_s,
                                                     &client_properties, AMQP_SASL_METHOD_PLAIN,
                                                     info->user, info->password);
-    if (fail_reply(err, c, r, "login") != 0)
+    if (mq_fail_reply(err, c, r, "login") != 0)
         return -1;
     amqp_channel_open(c->state, MQ_CHANNEL);
-    return check_rpc(c, "channel.open", err);
-}
-
-/* Celery/kombu URLs name the default vhost "/" as "amqp://host//" (or leave the path empty)
- * and may carry ?options; rabbitmq-c wants "/" percent-encoded and no query. Returns a copy
- * rabbitmq-c parses the way kombu reads the original. */
-static char *kombu_url_for_rabbitmq_c(const char *url)
-{
-    char *copy = cw_xstrdup(url);
-    char *query = strchr(copy, '?');
-    if (query)
-        *query = '\0';
-    char *scheme_end = strstr(copy, "://");
-    char *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
-    if (path && (strcmp(path, "/") == 0 || strcmp(path, "//") == 0))
-        *path = '\0'; /* no path: rabbitmq-c's default vhost is "/" */
-    return copy;
+    return mq_check_rpc(c, "channel.open", err);
 }
 
 static int open_one(struct mq_conn *c, const char *url, int heartbeat_s, const struct mq_tls *tls,
@@ -153,7 +138,7 @@ static int open_one(struct mq_conn *c, const char *url, int heartbeat_s, const s
 {
     memset(c, 0, sizeof *c);
     struct amqp_connection_info info;
-    char *copy = kombu_url_for_rabbitmq_c(url ? url : "");
+    char *copy = mq_url_for_rabbitmq_c(url ? url : "");
     amqp_default_connection_info(&info);
     if (!url || amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
         free(copy);
@@ -178,37 +163,6 @@ static int open_one(struct mq_conn *c, const char *url, int heartbeat_s, const s
     return rc;
 }
 
-unsigned mq_conn_url_count(const char *urls)
-{
-    unsigned n = 1;
-    for (const char *p = urls; p && *p; p++)
-        n += *p == ';';
-    return n;
-}
-
-char *mq_conn_url_at(const char *urls, unsigned i)
-{
-    const char *start = urls ? urls : "";
-    for (unsigned k = 0; k < i; k++) {
-        start = strchr(start, ';');
-        if (!start)
-            return NULL;
-        start++;
-    }
-    size_t len = strcspn(start, ";");
-    char *url = cw_xmalloc(len + 1);
-    memcpy(url, start, len);
-    url[len] = '\0';
-    /* kombu allows blanks around the separators */
-    char *b = url;
-    while (*b == ' ')
-        b++;
-    memmove(url, b, strlen(b) + 1);
-    for (size_t n = strlen(url); n > 0 && url[n - 1] == ' '; n--)
-        url[n - 1] = '\0';
-    return url;
-}
-
 int mq_conn_open_any(struct mq_conn *c, const char *urls, int heartbeat_s, const struct mq_tls *tls,
                      unsigned *next, struct cw_error *err)
 {
@@ -228,29 +182,6 @@ int mq_conn_open_any(struct mq_conn *c, const char *urls, int heartbeat_s, const
 int mq_conn_open(struct mq_conn *c, const char *url, int heartbeat_s, struct cw_error *err)
 {
     return mq_conn_open_any(c, url, heartbeat_s, NULL, NULL, err);
-}
-
-int mq_conn_parse_url(const char *url, struct amqp_connection_info *info, char **storage)
-{
-    char *first = mq_conn_url_at(url, 0); /* of a failover list, the first */
-    *storage = kombu_url_for_rabbitmq_c(first);
-    free(first);
-    amqp_default_connection_info(info);
-    return amqp_parse_url(*storage, info) == AMQP_STATUS_OK ? 0 : -1;
-}
-
-bool mq_conn_url_valid(const char *urls)
-{
-    bool ok = true;
-    for (unsigned i = 0; ok && i < mq_conn_url_count(urls); i++) {
-        struct amqp_connection_info info;
-        char *url = mq_conn_url_at(urls, i);
-        char *copy = kombu_url_for_rabbitmq_c(url);
-        ok = amqp_parse_url(copy, &info) == AMQP_STATUS_OK;
-        free(copy);
-        free(url);
-    }
-    return ok;
 }
 
 void mq_conn_abandon(struct mq_conn *c)
@@ -281,160 +212,12 @@ bool mq_conn_is_open(const struct mq_conn *c)
     return c->state != NULL;
 }
 
-void mq_conn_retry_queue_name(const char *queue, double delay, char *out, size_t len)
-{
-    if (delay == floor(delay))
-        snprintf(out, len, "%s.retry.%.0fs", queue, delay);
-    else
-        snprintf(out, len, "%s.retry.%gs", queue, delay);
-}
-
-/* After the broker closed our channel (a 404 on a passive declare): acknowledge it and
- * open the channel again. */
-static int reopen_channel(struct mq_conn *c, struct cw_error *err)
-{
-    amqp_channel_close_ok_t ok = {0};
-    if (amqp_send_method(c->state, MQ_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) !=
-        AMQP_STATUS_OK) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "channel.close-ok on %s failed", c->where);
-        return -1;
-    }
-    amqp_channel_open(c->state, MQ_CHANNEL);
-    return check_rpc(c, "channel.open", err);
-}
-
-/* 1 when the queue exists (whatever its type and arguments), 0 when it does not. */
-static int queue_exists(struct mq_conn *c, const char *name, struct cw_error *err)
-{
-    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0,
-                       amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c->state);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return 1;
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
-        ((const amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND)
-        return reopen_channel(c, err) == 0 ? 0 : -1;
-    fail_reply(err, c, r, "queue.declare (passive)");
-    return -1;
-}
-
-/* Declares name unless it exists: an existing queue keeps its type and arguments (a
- * re-declaration with others would fail with PRECONDITION_FAILED). A new one gets args,
- * plus x-queue-type quorum when quorum. */
-static int declare_queue(struct mq_conn *c, const char *name, amqp_table_t args, bool quorum,
-                         struct cw_error *err)
-{
-    int exists = queue_exists(c, name, err);
-    if (exists != 0) {
-        if (exists < 0)
-            CW_WRAP(err, "looking for queue %s", name);
-        return exists > 0 ? 0 : -1;
-    }
-    amqp_table_entry_t entries[8];
-    int n = 0;
-    for (int i = 0; i < args.num_entries && n < 7; i++)
-        entries[n++] = args.entries[i];
-    if (quorum) {
-        entries[n].key = amqp_cstring_bytes("x-queue-type");
-        entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
-        entries[n++].value.value.bytes = amqp_cstring_bytes("quorum");
-    }
-    amqp_table_t all = {n, entries};
-    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, all);
-    if (check_rpc(c, "queue.declare", err) != 0) {
-        CW_WRAP(err, "declaring queue %s", name);
-        return -1;
-    }
-    return 0;
-}
-
-static int declare_retry_queue(struct mq_conn *c, const char *queue, double delay, bool quorum,
-                               struct cw_error *err)
-{
-    char name[300];
-    mq_conn_retry_queue_name(queue, delay, name, sizeof name);
-    amqp_table_entry_t entries[3];
-    entries[0].key = amqp_cstring_bytes("x-message-ttl");
-    entries[0].value.kind = AMQP_FIELD_KIND_I64;
-    entries[0].value.value.i64 = (int64_t)llround(delay * 1000.0);
-    entries[1].key = amqp_cstring_bytes("x-dead-letter-exchange");
-    entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[1].value.value.bytes = amqp_cstring_bytes("");
-    entries[2].key = amqp_cstring_bytes("x-dead-letter-routing-key");
-    entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[2].value.value.bytes = amqp_cstring_bytes(queue);
-    amqp_table_t args = {3, entries};
-    return declare_queue(c, name, args, quorum, err);
-}
-
-int mq_conn_declare_topology(struct mq_conn *c, const char *queue, const double *retry_delays,
-                             int nretry, bool quorum, struct cw_error *err)
-{
-    amqp_bytes_t q = amqp_cstring_bytes(queue);
-    /* kombu: Exchange(Q, type="direct", durable=True, auto_delete=False), no arguments */
-    amqp_exchange_declare(c->state, MQ_CHANNEL, q, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
-                          amqp_empty_table);
-    if (check_rpc(c, "exchange.declare", err) != 0) {
-        CW_WRAP(err, "declaring exchange %s", queue);
-        return -1;
-    }
-    if (declare_queue(c, queue, amqp_empty_table, quorum, err) != 0)
-        return -1;
-    amqp_queue_bind(c->state, MQ_CHANNEL, q, q, q, amqp_empty_table);
-    if (check_rpc(c, "queue.bind", err) != 0) {
-        CW_WRAP(err, "binding queue %s", queue);
-        return -1;
-    }
-    for (int i = 0; i < nretry; i++)
-        if (declare_retry_queue(c, queue, retry_delays[i], quorum, err) != 0)
-            return -1;
-    char dead[300];
-    snprintf(dead, sizeof dead, "%s.dead", queue);
-    return declare_queue(c, dead, amqp_empty_table, quorum, err);
-}
-
-int mq_conn_declare_exchange(struct mq_conn *c, const char *name, const char *type, bool durable,
-                             bool auto_delete, struct cw_error *err)
-{
-    amqp_exchange_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
-                          0, durable, auto_delete, 0, amqp_empty_table);
-    if (check_rpc(c, "exchange.declare", err) != 0) {
-        CW_WRAP(err, "declaring exchange %s", name);
-        return -1;
-    }
-    return 0;
-}
-
-int mq_conn_declare_queue(struct mq_conn *c, const char *name,
-                          const struct mq_conn_queue_opts *opts, struct cw_error *err)
-{
-    amqp_queue_declare(c->state, MQ_CHANNEL, amqp_cstring_bytes(name), 0, opts->durable,
-                       opts->exclusive, opts->auto_delete, opts->arguments);
-    if (check_rpc(c, "queue.declare", err) != 0) {
-        CW_WRAP(err, "declaring queue %s", name);
-        return -1;
-    }
-    return 0;
-}
-
-int mq_conn_bind(struct mq_conn *c, const char *queue, const char *exchange,
-                 const char *routing_key, struct cw_error *err)
-{
-    amqp_queue_bind(c->state, MQ_CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
-                    amqp_cstring_bytes(routing_key), amqp_empty_table);
-    if (check_rpc(c, "queue.bind", err) != 0) {
-        CW_WRAP(err, "binding %s to %s", queue, exchange);
-        return -1;
-    }
-    return 0;
-}
-
 int mq_conn_set_prefetch_nowait(struct mq_conn *c, uint16_t prefetch, bool global,
                                 struct cw_error *err)
 {
     amqp_basic_qos_t req = {.prefetch_size = 0, .prefetch_count = prefetch, .global = global};
     int status = amqp_send_method(c->state, MQ_CHANNEL, AMQP_BASIC_QOS_METHOD, &req);
-    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.qos");
+    return status == AMQP_STATUS_OK ? 0 : mq_fail_status(err, c, status, "basic.qos");
 }
 
 int mq_conn_consume_nowait(struct mq_conn *c, const char *queue, const char *consumer_tag,
@@ -459,7 +242,7 @@ int mq_conn_set_prefetch(struct mq_conn *c, uint16_t prefetch, bool global, stru
      * (RabbitMQ applies a per-consumer QoS only to consumers started after it). Quorum
      * queues refuse a global one. */
     amqp_basic_qos(c->state, MQ_CHANNEL, 0, prefetch, global);
-    return check_rpc(c, "basic.qos", err);
+    return mq_check_rpc(c, "basic.qos", err);
 }
 
 int mq_conn_consume(struct mq_conn *c, const char *queue, const char *consumer_tag, bool no_ack,
@@ -467,7 +250,7 @@ int mq_conn_consume(struct mq_conn *c, const char *queue, const char *consumer_t
 {
     amqp_basic_consume(c->state, MQ_CHANNEL, amqp_cstring_bytes(queue),
                        amqp_cstring_bytes(consumer_tag), 0, no_ack, 0, amqp_empty_table);
-    if (check_rpc(c, "basic.consume", err) != 0) {
+    if (mq_check_rpc(c, "basic.consume", err) != 0) {
         CW_WRAP(err, "consuming from %s", queue);
         return -1;
     }
@@ -477,13 +260,13 @@ int mq_conn_consume(struct mq_conn *c, const char *queue, const char *consumer_t
 int mq_conn_cancel(struct mq_conn *c, const char *consumer_tag, struct cw_error *err)
 {
     amqp_basic_cancel(c->state, MQ_CHANNEL, amqp_cstring_bytes(consumer_tag));
-    return check_rpc(c, "basic.cancel", err);
+    return mq_check_rpc(c, "basic.cancel", err);
 }
 
 int mq_conn_enable_confirms(struct mq_conn *c, struct cw_error *err)
 {
     amqp_confirm_select(c->state, MQ_CHANNEL);
-    if (check_rpc(c, "confirm.select", err) != 0)
+    if (mq_check_rpc(c, "confirm.select", err) != 0)
         return -1;
     c->confirms = true;
     c->next_publish_seq = 1;
@@ -549,7 +332,7 @@ static int read_frame(struct mq_conn *c, const char *what, struct cw_error *err)
     if (status == AMQP_STATUS_TIMEOUT)
         return 0;
     if (status != AMQP_STATUS_OK)
-        return fail_status(err, c, status, "reading a frame");
+        return mq_fail_status(err, c, status, "reading a frame");
     if (frame.frame_type != AMQP_FRAME_METHOD || note_blocking(c, frame.payload.method) ||
         note_confirm(c, frame.payload.method) || note_count(c, frame.payload.method))
         return 1;
@@ -557,7 +340,7 @@ static int read_frame(struct mq_conn *c, const char *what, struct cw_error *err)
     case AMQP_CHANNEL_CLOSE_METHOD:
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, frame.payload.method, 0};
-        return fail_reply(err, c, r, what);
+        return mq_fail_reply(err, c, r, what);
     }
     case AMQP_BASIC_CANCEL_METHOD:
         CW_FAIL(err, CW_ERR_TRANSIENT, "the broker cancelled our consumer on %s (queue deleted?)",
@@ -587,7 +370,7 @@ int mq_conn_next_delivery(struct mq_conn *c, int timeout_ms, amqp_envelope_t *en
         if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
             return handle_other_frame(c, err);
     }
-    return fail_reply(err, c, r, "consuming");
+    return mq_fail_reply(err, c, r, "consuming");
 }
 
 int mq_conn_pump(struct mq_conn *c, struct cw_error *err)
@@ -614,13 +397,13 @@ int mq_conn_fd(const struct mq_conn *c)
 int mq_conn_ack(struct mq_conn *c, uint64_t tag, struct cw_error *err)
 {
     int status = amqp_basic_ack(c->state, MQ_CHANNEL, tag, 0);
-    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.ack");
+    return status == AMQP_STATUS_OK ? 0 : mq_fail_status(err, c, status, "basic.ack");
 }
 
 int mq_conn_reject(struct mq_conn *c, uint64_t tag, bool requeue, struct cw_error *err)
 {
     int status = amqp_basic_reject(c->state, MQ_CHANNEL, tag, requeue);
-    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.reject");
+    return status == AMQP_STATUS_OK ? 0 : mq_fail_status(err, c, status, "basic.reject");
 }
 
 static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
@@ -630,7 +413,7 @@ static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
         amqp_frame_t frame;
         int status = amqp_simple_wait_frame_noblock(c->state, &frame, &timeout);
         if (status != AMQP_STATUS_OK)
-            return fail_status(err, c, status, "waiting for the publish confirm");
+            return mq_fail_status(err, c, status, "waiting for the publish confirm");
         if (frame.frame_type != AMQP_FRAME_METHOD)
             continue;
         amqp_method_t m = frame.payload.method;
@@ -647,7 +430,7 @@ static int wait_confirm(struct mq_conn *c, uint64_t seq, struct cw_error *err)
             return -1;
         } else if (m.id == AMQP_CHANNEL_CLOSE_METHOD || m.id == AMQP_CONNECTION_CLOSE_METHOD) {
             amqp_rpc_reply_t r = {AMQP_RESPONSE_SERVER_EXCEPTION, m, 0};
-            return fail_reply(err, c, r, "publishing");
+            return mq_fail_reply(err, c, r, "publishing");
         }
     }
 }
@@ -671,7 +454,7 @@ int mq_conn_publish_nowait(struct mq_conn *c, const char *exchange, const char *
     int status = amqp_basic_publish(c->state, MQ_CHANNEL, amqp_cstring_bytes(exchange),
                                     amqp_cstring_bytes(routing_key), 0, 0, props, body);
     if (status != AMQP_STATUS_OK) {
-        fail_status(err, c, status, "basic.publish");
+        mq_fail_status(err, c, status, "basic.publish");
         CW_WRAP(err, "publishing to '%s' with routing key %s", exchange, routing_key);
         return -1;
     }
@@ -685,7 +468,7 @@ int mq_conn_publish(struct mq_conn *c, const char *exchange, const char *routing
     int status = amqp_basic_publish(c->state, MQ_CHANNEL, amqp_cstring_bytes(exchange),
                                     amqp_cstring_bytes(routing_key), 0, 0, props, body);
     if (status != AMQP_STATUS_OK)
-        return fail_status(err, c, status, "basic.publish");
+        return mq_fail_status(err, c, status, "basic.publish");
     if (!c->confirms)
         return 0;
     uint64_t seq = c->next_publish_seq++;
@@ -701,7 +484,7 @@ int mq_conn_request_count(struct mq_conn *c, const char *queue, struct cw_error 
     amqp_queue_declare_t req = {
         .queue = amqp_cstring_bytes(queue), .passive = 1, .arguments = amqp_empty_table};
     int status = amqp_send_method(c->state, MQ_CHANNEL, AMQP_QUEUE_DECLARE_METHOD, &req);
-    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "queue.declare (count)");
+    return status == AMQP_STATUS_OK ? 0 : mq_fail_status(err, c, status, "queue.declare (count)");
 }
 
 int mq_conn_queue_count(struct mq_conn *c, const char *queue, uint32_t *messages,
@@ -710,7 +493,7 @@ int mq_conn_queue_count(struct mq_conn *c, const char *queue, uint32_t *messages
     amqp_queue_declare_ok_t *ok = amqp_queue_declare(
         c->state, MQ_CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
     if (!ok) {
-        (void)check_rpc(c, "queue.declare (passive)", err);
+        (void)mq_check_rpc(c, "queue.declare (passive)", err);
         CW_WRAP(err, "counting messages in %s", queue);
         return -1;
     }
@@ -729,18 +512,18 @@ int mq_conn_get(struct mq_conn *c, const char *queue, uint64_t *tag, amqp_messag
     amqp_maybe_release_buffers(c->state);
     r = amqp_basic_get(c->state, MQ_CHANNEL, amqp_cstring_bytes(queue), 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        return fail_reply(err, c, r, what);
+        return mq_fail_reply(err, c, r, what);
     if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
         return 0;
     *tag = ((const amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
     r = amqp_read_message(c->state, MQ_CHANNEL, m, 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL)
-        return fail_reply(err, c, r, what);
+        return mq_fail_reply(err, c, r, what);
     return 1;
 }
 
 int mq_conn_nack(struct mq_conn *c, uint64_t tag, bool multiple, bool requeue, struct cw_error *err)
 {
     int status = amqp_basic_nack(c->state, MQ_CHANNEL, tag, multiple, requeue);
-    return status == AMQP_STATUS_OK ? 0 : fail_status(err, c, status, "basic.nack");
+    return status == AMQP_STATUS_OK ? 0 : mq_fail_status(err, c, status, "basic.nack");
 }

@@ -98,6 +98,7 @@ struct supervisor {
     double breaker_delay;
     bool draining;
     double drain_deadline;
+    double next_drain_report;
     double next_sweep;
     uint64_t processed;
     struct worker_stats stats;

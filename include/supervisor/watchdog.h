@@ -15,6 +15,7 @@ struct watchdog {
     pthread_t thread;
     bool running;
     atomic_bool stop;
+    atomic_bool started; /* the thread is past its set-up */
     _Atomic double beat; /* monotonic time of the loop's last round */
     atomic_int fds[2];   /* the broker sockets, -1 when none */
     double stall_s;      /* a round longer than this is a stall */

@@ -273,8 +273,6 @@ int mq_conn_enable_confirms(struct mq_conn *c, struct cw_error *err)
     return 0;
 }
 
-/* A frame that is not a delivery arrived on the consumer connection. Heartbeats are
- * handled inside rabbitmq-c; a close from the broker ends the connection. */
 /* connection.blocked / unblocked: true when the method was one of them. */
 static bool note_blocking(struct mq_conn *c, amqp_method_t m)
 {

@@ -27,7 +27,11 @@ static int reopen_channel(struct mq_conn *c, struct cw_error *err)
         return -1;
     }
     amqp_channel_open(c->state, MQ_CHANNEL);
-    return mq_check_rpc(c, "channel.open", err);
+    if (mq_check_rpc(c, "channel.open", err) != 0)
+        return -1;
+    /* A new channel starts without confirm mode: a publisher would wait for confirms that
+     * never come. Its publish numbering starts again too. */
+    return c->confirms ? mq_conn_enable_confirms(c, err) : 0;
 }
 
 /* 1 when the queue exists (whatever its type and arguments), 0 when it does not. */

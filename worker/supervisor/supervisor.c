@@ -93,7 +93,14 @@ static bool should_stop(struct supervisor *s, double now)
         return true;
     }
     /* Running tasks, sweeps (their recoveries are published) and confirms settle first. */
-    return sup_busy_executors(s) == 0 && !sup_sweeping(s) && s->npublishes == 0;
+    bool done = sup_busy_executors(s) == 0 && !sup_sweeping(s) && s->npublishes == 0;
+    if (!done && now >= s->next_drain_report) {
+        log_info("stopping: waiting for %d running task(s), %s, %zu unconfirmed publish(es)%s",
+                 sup_busy_executors(s), sup_sweeping(s) ? "a sweep" : "no sweep", s->npublishes,
+                 mq_conn_is_open(&s->publisher) ? "" : " (no publisher connection)");
+        s->next_drain_report = now + 5;
+    }
+    return done;
 }
 
 int supervisor_run(const struct cw_config *cfg)

@@ -14,6 +14,7 @@ static void *watch(void *arg)
 {
     struct watchdog *w = arg;
     struct timespec pause = {0, 250 * 1000 * 1000};
+    atomic_store(&w->started, true);
     while (!atomic_load(&w->stop)) {
         nanosleep(&pause, NULL);
         double stalled = clock_monotonic() - atomic_load(&w->beat);
@@ -54,6 +55,12 @@ bool watchdog_start(struct watchdog *w, double stall_s)
         return false;
     }
     w->running = true;
+    /* Wait until the thread runs its own code: while a thread is being set up (the C
+     * library, and AddressSanitizer, allocate for it) a fork of the loop could copy a held
+     * allocator lock into the child. The loop forks executors right after this. */
+    struct timespec tick = {0, 1000 * 1000};
+    while (!atomic_load(&w->started))
+        nanosleep(&tick, NULL);
     return true;
 }
 

@@ -15,6 +15,7 @@ The executor logs transient and permanent run errors as WARNING: no ERROR line i
 import hashlib
 import io
 import os
+import re
 import tarfile
 import threading
 import time
@@ -267,6 +268,9 @@ def test_store_killed_mid_batch_and_restarted_loses_no_run(env, workers, celery,
     retried = [r for r in runs if final[r]["retry_count"] > 0]
     assert retried, "no run met the store down: %r" % final
     faults.wait_queue_settled(env, workers.queue)
+    w.settle_log()
+    ran = re.findall(r" run=(\d+) task app\.worker\.tasks\.parse_run succeeded in ", w.log())
+    assert sorted(map(int, ran)) == sorted(runs), w.tail(80)  # each run succeeded once
 
 
 # --------------------------------------------------------------------------- wrong settings
@@ -325,7 +329,7 @@ def test_connection_cut_mid_download_is_retried_with_nothing_written(env, worker
                                                               retry_count=1))
 
 
-# --------------------------------------------------------------------------- the object is not the upload
+# --------------------------------------------------------------------------- not the upload
 
 
 def test_checksum_mismatch_fails_permanent(env, workers, celery, store, s3):

@@ -86,7 +86,12 @@ static void test_describe_and_restore_a_parse_run(void **state)
     for (int i = 0; i < 4; i++) {
         assert_int_equal(back.headers.entries[i].key.len, h[i].key.len);
         assert_memory_equal(back.headers.entries[i].key.bytes, h[i].key.bytes, h[i].key.len);
-        assert_memory_equal(&back.headers.entries[i].value, &h[i].value, sizeof(h[i].value));
+        /* The kind and the string it carries (comparing the whole union would read the
+         * padding the entries never set). */
+        assert_int_equal(back.headers.entries[i].value.kind, h[i].value.kind);
+        assert_int_equal(back.headers.entries[i].value.value.bytes.len, h[i].value.value.bytes.len);
+        assert_memory_equal(back.headers.entries[i].value.value.bytes.bytes,
+                            h[i].value.value.bytes.bytes, h[i].value.value.bytes.len);
     }
     assert_memory_equal(back.correlation_id.bytes, "tid-1", 5);
     empty_amqp_pool(&pool);

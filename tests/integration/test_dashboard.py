@@ -10,6 +10,7 @@ label shown as text. Without chromium the browser tests skip (the JSON tests sti
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -283,15 +284,20 @@ def test_browser_shows_the_database(denv, runs, dash):
     failures = {r[0]: r for r in page.tables["failure-table"][1:]}
     assert failures["#%d" % runs["hostile"]][1] == HOSTILE
     assert failures["#%d" % runs["failed"]][2].startswith("not a tar archive")
+    dead = dash.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["shown"]
+    assert [r[0] for r in page.tables["dlq-table"][1:]] == (
+        [m["task_id"] for m in dead] or ["no dead letters"])
     worker = page.tables["worker-table"][1]
     assert worker[1:3] == ["2", "0"], worker
-    assert "updated" in dom and "update failed" not in dom
+    # The refresh ran and succeeded (the status line says so, and not "update failed").
+    assert re.search(r'<span id="updated" role="status"[^>]*>updated [^<]*</span>', dom), dom
 
 
 def test_browser_run_page_and_screenshot(denv, runs, dash):
     dom = browse(dash.base + "/runs/%d" % runs["hostile"], "--dump-dom")
     assert 'data-field="label">&lt;img src=x onerror=alert(1)&gt;</dd>' in dom, dom[-3000:]
     assert "<img" not in dom
+    assert '<main id="overview" hidden="">' in dom and '<main id="run-detail">' in dom
     SCREENSHOT.parent.mkdir(exist_ok=True)
     if SCREENSHOT.exists():
         SCREENSHOT.unlink()

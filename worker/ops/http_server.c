@@ -5,13 +5,10 @@
 #include "executor/channel.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "ops/dashboard_admin.h"
-#include "ops/dashboard_broker.h"
 #include "ops/dashboard_data.h"
-#include "ops/dashboard_page.h"
-#include "ops/dlq_ops.h"
+#include "ops/dashboard_http.h"
+#include "ops/http_respond.h"
 #include "ops/prometheus.h"
-#include "base/xalloc.h"
 #include "db/pg.h"
 #include "db/run_status.h"
 #include "base/strbuf.h"
@@ -34,13 +31,9 @@
 #define DB_RETRY_INTERVAL  1.0  /* s between connection attempts while the database is down */
 #define DB_CONNECT_TIMEOUT "5"  /* s, unless DATABASE_URL says otherwise */
 #define DB_STATEMENT_LIMIT "SET statement_timeout = '5s'"
-#define JSON_CONTENT_TYPE  "application/json"
 #define RUNS_PREFIX        "/v1/worker/runs/"
 #define STATUS_SUFFIX      "/status"
 #define PAGE_RUNS_PREFIX   "/runs/"
-#define HTML_CONTENT_TYPE  "text/html; charset=utf-8"
-#define DLQ_SHOWN_MAX      50   /* dead letters listed per queue on the dashboard */
-#define ADMIN_BODY_MAX     4096 /* bytes of a POST body */
 
 struct http_state {
     const struct cw_config *cfg;
@@ -64,12 +57,6 @@ enum endpoint {
     EP_DASHBOARD,
     EP_QUEUES,
     EP_DLQ_REPLAY
-};
-
-/* A POST body being received (libmicrohttpd hands it over in pieces). */
-struct upload {
-    struct strbuf body;
-    bool too_big;
 };
 
 /* ---- the database connection ---- */
@@ -153,54 +140,6 @@ static int query_run_json(PGconn *conn, void *ctx, struct cw_error *err)
                      : run_status_metrics(conn, &q->out, err);
 }
 
-/* ---- responses ---- */
-
-/* allow: the methods a 405 names. */
-static enum MHD_Result respond_allow(struct MHD_Connection *c, unsigned status, const char *type,
-                                     const char *body, size_t len, const char *allow)
-{
-    /* MUST_COPY: the body's owner frees it as soon as we return. */
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    /* The dashboard's replay button must not be clickable from a page framing it. */
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, "X-Frame-Options", "DENY");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
-                               const char *body, size_t len)
-{
-    return respond_allow(c, status, type, body, len, "GET, HEAD");
-}
-
-/* Responds with obj as JSON and releases it. */
-static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_object *obj)
-{
-    size_t len;
-    const char *text = json_object_to_json_string_length(
-        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    enum MHD_Result ret = respond(c, status, JSON_CONTENT_TYPE, text, len);
-    json_object_put(obj);
-    return ret;
-}
-
-static enum MHD_Result respond_detail(struct MHD_Connection *c, unsigned status, const char *detail)
-{
-    /* {"detail": ...} as the application's FastAPI errors are shaped. */
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "detail", json_object_new_string(detail));
-    return respond_json(c, status, o);
-}
-
 /* ---- endpoints ---- */
 
 /* Copies the snapshot's fields /healthz reports into body; returns the snapshot's age
@@ -248,7 +187,7 @@ static enum MHD_Result serve_healthz(struct http_state *st, struct MHD_Connectio
         json_object_object_add(body, "snapshot_age_seconds", json_object_new_double(age));
     json_object_object_add(body, "problems", problems);
     json_object_object_add(body, "status", json_object_new_string(ok ? "ok" : "unavailable"));
-    return respond_json(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
+    return http_respond_json(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
 }
 
 static enum MHD_Result serve_metrics(struct http_state *st, struct MHD_Connection *c)
@@ -262,7 +201,7 @@ static enum MHD_Result serve_metrics(struct http_state *st, struct MHD_Connectio
     prometheus_render(fresh ? st->snapshot : NULL, db, &text);
     pthread_mutex_unlock(&st->snapshot_lock);
     enum MHD_Result ret =
-        respond(c, MHD_HTTP_OK, PROMETHEUS_CONTENT_TYPE, strbuf_cstr(&text), text.len);
+        http_respond(c, MHD_HTTP_OK, PROMETHEUS_CONTENT_TYPE, strbuf_cstr(&text), text.len);
     strbuf_free(&text);
     return ret;
 }
@@ -274,26 +213,20 @@ static enum MHD_Result serve_run_json(struct http_state *st, struct MHD_Connecti
     struct cw_error err;
     if (with_db(st, query_run_json, &q, &err) != 0) {
         log_warn("HTTP %s: %s", run_id ? "run status" : "worker metrics", err.message);
-        return respond_detail(c,
-                              err.cls == CW_ERR_TRANSIENT ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                          : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                              err.message);
+        return http_respond_detail(c,
+                                   err.cls == CW_ERR_TRANSIENT ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                               : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                   err.message);
     }
     if (!q.out) {
         char detail[64];
         snprintf(detail, sizeof detail, "Run with id %ld not found", run_id);
-        return respond_detail(c, MHD_HTTP_NOT_FOUND, detail);
+        return http_respond_detail(c, MHD_HTTP_NOT_FOUND, detail);
     }
-    return respond_json(c, MHD_HTTP_OK, q.out);
+    return http_respond_json(c, MHD_HTTP_OK, q.out);
 }
 
-/* ---- the operator's dashboard ---- */
-
-static enum MHD_Result serve_page(struct MHD_Connection *c)
-{
-    return respond(c, MHD_HTTP_OK, HTML_CONTENT_TYPE, (const char *)dashboard_html,
-                   dashboard_html_len);
-}
+/* ---- the operator's dashboard (the routes that need neither: dashboard_http.h) ---- */
 
 /* This worker as the snapshot describes it, or NULL without a fresh snapshot. */
 static json_object *snapshot_worker(struct http_state *st)
@@ -333,149 +266,9 @@ static enum MHD_Result serve_dashboard(struct http_state *st, struct MHD_Connect
     json_object_object_add(body, "database", data);
     json_object_object_add(body, "database_error", db ? NULL : json_object_new_string(err.message));
     json_object_object_add(body, "worker", snapshot_worker(st));
-    return respond_json(c, MHD_HTTP_OK, body);
+    return http_respond_json(c, MHD_HTTP_OK, body);
 }
 
-static enum MHD_Result serve_queues(struct http_state *st, struct MHD_Connection *c)
-{
-    json_object *out;
-    struct cw_error err;
-    if (dashboard_broker_get(st->cfg, DLQ_SHOWN_MAX, &out, &err) != 0) {
-        log_warn("HTTP queues: %s", err.message);
-        return respond_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err.message);
-    }
-    return respond_json(c, MHD_HTTP_OK, out);
-}
-
-/* NULL when this request may run an admin action, else why not. */
-static const char *admin_refusal(struct http_state *st, struct MHD_Connection *c)
-{
-    struct admin_request r = {
-        .admin_env = getenv("CWORKER_HTTP_ADMIN"),
-        .token_env = getenv("CWORKER_HTTP_TOKEN"),
-        .loopback = st->loopback,
-        .authorization =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-        .origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"),
-        .host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
-        .content_type =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)};
-    return dashboard_admin_refusal(&r);
-}
-
-static void keep_replayed(void *ctx, json_object *desc)
-{
-    json_object_array_add(json_object_object_get(ctx, "replayed"), json_object_get(desc));
-}
-
-static void keep_problem(void *ctx, const struct cw_error *err)
-{
-    json_object_array_add(json_object_object_get(ctx, "problems"),
-                          json_object_new_string(err->message));
-}
-
-/* The queue a replay names must be one this worker serves (default: the first). */
-static const char *replay_queue(const struct cw_config *cfg, json_object *req)
-{
-    json_object *q;
-    if (!json_object_object_get_ex(req, "queue", &q) || json_object_is_type(q, json_type_null))
-        return cfg->queues[0];
-    for (int i = 0; json_object_is_type(q, json_type_string) && i < cfg->nqueues; i++)
-        if (strcmp(cfg->queues[i], json_object_get_string(q)) == 0)
-            return cfg->queues[i];
-    return NULL;
-}
-
-/* {"task_id": ID, "queue": Q (optional)}: what `cworker dlq replay --queue Q --task-id ID`
- * does, through the same dlq_replay. */
-static enum MHD_Result serve_replay(struct http_state *st, struct MHD_Connection *c,
-                                    const char *text)
-{
-    json_object *req = json_tokener_parse(text), *id;
-    const char *queue = req ? replay_queue(st->cfg, req) : NULL;
-    if (!req || !json_object_object_get_ex(req, "task_id", &id) ||
-        !json_object_is_type(id, json_type_string) || !queue) {
-        json_object_put(req);
-        return respond_detail(
-            c, MHD_HTTP_BAD_REQUEST,
-            "expected {\"task_id\": \"...\", \"queue\": one of the worker's queues}");
-    }
-    const char *ids[] = {json_object_get_string(id)};
-    bool found[1] = {false};
-    struct dlq_selection sel = {false, ids, 1, found};
-    json_object *out = json_object_new_object();
-    json_object_object_add(out, "replayed", json_object_new_array());
-    json_object_object_add(out, "problems", json_object_new_array());
-    long replayed = 0;
-    int failures = 0;
-    struct cw_error err;
-    int rc = dlq_replay(st->cfg, queue, st->cfg->queue_quorum, &sel, keep_replayed, keep_problem,
-                        out, &replayed, &failures, &err);
-    unsigned status = MHD_HTTP_OK;
-    if (rc != 0) {
-        log_warn("HTTP replay of task %s from %s.dead: %s", ids[0], queue, err.message);
-        json_object_object_add(out, "detail", json_object_new_string(err.message));
-        status = MHD_HTTP_SERVICE_UNAVAILABLE;
-    } else if (!found[0]) {
-        json_object_object_add(out, "detail", json_object_new_string("task not in the queue"));
-        status = MHD_HTTP_NOT_FOUND;
-    } else if (failures) {
-        status = MHD_HTTP_CONFLICT;
-    }
-    log_info("HTTP: %ld message(s) of task %s replayed from %s.dead", replayed, ids[0], queue);
-    json_object_put(req);
-    return respond_json(c, status, out);
-}
-
-/* POST /v1/worker/dlq/replay: refused before its body is read unless allowed; the body
- * is gathered over libmicrohttpd's calls (freed by request_done). */
-static enum MHD_Result handle_replay(struct http_state *st, struct MHD_Connection *c,
-                                     const char *method, const char *data, size_t *size,
-                                     void **con_cls)
-{
-    struct upload *up = *con_cls;
-    if (!up) {
-        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
-            static const char body[] = "{\"detail\":\"Method Not Allowed\"}";
-            return respond_allow(c, MHD_HTTP_METHOD_NOT_ALLOWED, JSON_CONTENT_TYPE, body,
-                                 sizeof body - 1, "POST");
-        }
-        const char *why = admin_refusal(st, c);
-        if (why) {
-            log_warn("HTTP replay refused: %s", why);
-            return respond_detail(c, MHD_HTTP_FORBIDDEN, why);
-        }
-        up = cw_xcalloc(1, sizeof *up);
-        strbuf_init(&up->body);
-        *con_cls = up;
-        return MHD_YES;
-    }
-    if (*size) {
-        if (up->body.len + *size > ADMIN_BODY_MAX)
-            up->too_big = true;
-        else
-            strbuf_append(&up->body, data, *size);
-        *size = 0;
-        return MHD_YES;
-    }
-    if (up->too_big)
-        return respond_detail(c, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
-    return serve_replay(st, c, strbuf_cstr(&up->body));
-}
-
-static void request_done(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode code)
-{
-    (void)cls, (void)c, (void)code;
-    struct upload *up = *con_cls;
-    if (up) {
-        strbuf_free(&up->body);
-        free(up);
-        *con_cls = NULL;
-    }
-}
-
-/* Which endpoint url names; *run_id for EP_RUN_STATUS. */
 static enum endpoint route(const char *url, long *run_id)
 {
     if (strcmp(url, "/") == 0)
@@ -517,13 +310,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     enum endpoint ep = route(url, &run_id);
     log_debug("HTTP %s %s", method, url);
     if (ep == EP_NONE)
-        return respond_detail(c, MHD_HTTP_NOT_FOUND, "Not Found");
+        return http_respond_detail(c, MHD_HTTP_NOT_FOUND, "Not Found");
     if (ep == EP_DLQ_REPLAY)
-        return handle_replay(st, c, method, upload_data, upload_data_size, con_cls);
+        return dashboard_handle_replay(st->cfg, st->loopback, c, method, upload_data,
+                                       upload_data_size, con_cls);
     /* HEAD is GET without the body (libmicrohttpd drops it). Anything else is refused
      * before its body is read. */
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return respond_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed");
+        return http_respond_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed");
     switch (ep) {
     case EP_HEALTHZ:
         return serve_healthz(st, c);
@@ -534,11 +328,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     case EP_WORKER_METRICS:
         return serve_run_json(st, c, 0);
     case EP_PAGE:
-        return serve_page(c);
+        return dashboard_serve_page(c);
     case EP_DASHBOARD:
         return serve_dashboard(st, c);
     case EP_QUEUES:
-        return serve_queues(st, c);
+        return dashboard_serve_queues(st->cfg, c);
     case EP_DLQ_REPLAY:
     case EP_NONE:
         break;
@@ -619,8 +413,8 @@ static struct MHD_Daemon *start_daemon(struct http_state *st, struct cw_error *e
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, listen_port(ai), NULL, NULL, handle, st, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_NOTIFY_COMPLETED,
+        dashboard_request_done, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d)
         CW_FAIL(err, CW_ERR_TRANSIENT, "cannot listen on %s (address in use or not local?)",

@@ -15,8 +15,10 @@ LDLIBS  += $(PKG_LIBS) -lm $(EXTRA_LDFLAGS)
 
 SRCS      := $(shell find worker -name '*.c' | sort)
 LIB_SRCS  := $(filter-out worker/main.c,$(SRCS))
-OBJS      := $(SRCS:%.c=$(BUILD)/%.o)
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+# The dashboard page (worker/ops/assets/), compiled in as a C array (ops/dashboard_page.h).
+PAGE_OBJ  := $(BUILD)/gen/dashboard_page.o
+OBJS      := $(SRCS:%.c=$(BUILD)/%.o) $(PAGE_OBJ)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(PAGE_OBJ)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SANITIZE  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -34,6 +36,19 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/dashboard_page.c: worker/ops/assets/dashboard.html
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	@{ echo '/* Generated from $< by the Makefile: do not edit. */'; \
+	   echo '#include "ops/dashboard_page.h"'; \
+	   echo 'const unsigned char dashboard_html[] = {'; xxd -i < $<; echo ', 0x00};'; \
+	   echo 'const unsigned int dashboard_html_len = sizeof dashboard_html - 1;'; } > $@.tmp
+	@mv $@.tmp $@
+
+$(PAGE_OBJ): $(BUILD)/gen/dashboard_page.c
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)

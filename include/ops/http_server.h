@@ -6,6 +6,13 @@
  *   GET /metrics                     Prometheus text format 0.0.4 (prometheus.h)
  *   GET /v1/worker/runs/{id}/status  run_status_get (404 for an unknown run)
  *   GET /v1/worker/metrics           run_status_metrics
+ *   GET / and /runs/{id}             the operator's dashboard page (dashboard_page.h)
+ *   GET /v1/worker/dashboard         {"database": dashboard_data.h or null, "database_error",
+ *                                     "worker": the snapshot's gauges + concurrency, or null}
+ *   GET /v1/worker/queues            dashboard_broker.h (503 when the broker cannot be read)
+ *   POST /v1/worker/dlq/replay       {"task_id", "queue"?}: dlq_replay of that task, only as
+ *                                    dashboard_admin.h allows (403 otherwise); 200, 404 (not
+ *                                    in the queue), 409 (could not be replayed), 503
  *
  * Channel from the supervisor (channel.h, one JSON object per packet), about every second:
  *   {"type":"snapshot", "time": <epoch s>, "nodename", "broker_connected": bool,

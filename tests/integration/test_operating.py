@@ -511,7 +511,7 @@ def test_http_errors(http_worker):
     http_worker.wait_http()
     status, body = http_worker.get_json("/v1/worker/runs/987654/status")
     assert status == 404 and body == {"detail": "Run with id 987654 not found"}
-    for path in ("/", "/nope", "/v1/worker/runs/abc/status", "/v1/worker/runs/0/status",
+    for path in ("/nope", "/runs/abc", "/v1/worker/runs/abc/status", "/v1/worker/runs/0/status",
                  "/v1/worker/runs/1/status/x", "/v1/worker/runs//status",
                  "/v1/worker/runs/99999999999999999999/status", "/healthz/"):
         status, _, _ = http_worker.get(path)

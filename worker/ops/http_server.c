@@ -5,6 +5,9 @@
 #include "executor/channel.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "ops/dashboard_data.h"
+#include "ops/dashboard_http.h"
+#include "ops/http_respond.h"
 #include "ops/prometheus.h"
 #include "db/pg.h"
 #include "db/run_status.h"
@@ -28,12 +31,13 @@
 #define DB_RETRY_INTERVAL  1.0  /* s between connection attempts while the database is down */
 #define DB_CONNECT_TIMEOUT "5"  /* s, unless DATABASE_URL says otherwise */
 #define DB_STATEMENT_LIMIT "SET statement_timeout = '5s'"
-#define JSON_CONTENT_TYPE  "application/json"
 #define RUNS_PREFIX        "/v1/worker/runs/"
 #define STATUS_SUFFIX      "/status"
+#define PAGE_RUNS_PREFIX   "/runs/"
 
 struct http_state {
     const struct cw_config *cfg;
+    bool loopback;                 /* bound to a loopback address only (dashboard_admin.h) */
     pthread_mutex_t snapshot_lock; /* guards snapshot and snapshot_at */
     json_object *snapshot;         /* owned; NULL until the first one arrives */
     double snapshot_at;            /* monotonic time of its arrival */
@@ -43,7 +47,17 @@ struct http_state {
     char db_error[256];            /* why the last attempt or check failed */
 };
 
-enum endpoint { EP_NONE, EP_HEALTHZ, EP_METRICS, EP_RUN_STATUS, EP_WORKER_METRICS };
+enum endpoint {
+    EP_NONE,
+    EP_HEALTHZ,
+    EP_METRICS,
+    EP_RUN_STATUS,
+    EP_WORKER_METRICS,
+    EP_PAGE,
+    EP_DASHBOARD,
+    EP_QUEUES,
+    EP_DLQ_REPLAY
+};
 
 /* ---- the database connection ---- */
 
@@ -126,44 +140,6 @@ static int query_run_json(PGconn *conn, void *ctx, struct cw_error *err)
                      : run_status_metrics(conn, &q->out, err);
 }
 
-/* ---- responses ---- */
-
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const char *type,
-                               const char *body, size_t len)
-{
-    /* MUST_COPY: the body's owner frees it as soon as we return. */
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-/* Responds with obj as JSON and releases it. */
-static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, json_object *obj)
-{
-    size_t len;
-    const char *text = json_object_to_json_string_length(
-        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    enum MHD_Result ret = respond(c, status, JSON_CONTENT_TYPE, text, len);
-    json_object_put(obj);
-    return ret;
-}
-
-static enum MHD_Result respond_detail(struct MHD_Connection *c, unsigned status, const char *detail)
-{
-    /* {"detail": ...} as the application's FastAPI errors are shaped. */
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "detail", json_object_new_string(detail));
-    return respond_json(c, status, o);
-}
-
 /* ---- endpoints ---- */
 
 /* Copies the snapshot's fields /healthz reports into body; returns the snapshot's age
@@ -211,7 +187,7 @@ static enum MHD_Result serve_healthz(struct http_state *st, struct MHD_Connectio
         json_object_object_add(body, "snapshot_age_seconds", json_object_new_double(age));
     json_object_object_add(body, "problems", problems);
     json_object_object_add(body, "status", json_object_new_string(ok ? "ok" : "unavailable"));
-    return respond_json(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
+    return http_respond_json(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
 }
 
 static enum MHD_Result serve_metrics(struct http_state *st, struct MHD_Connection *c)
@@ -225,7 +201,7 @@ static enum MHD_Result serve_metrics(struct http_state *st, struct MHD_Connectio
     prometheus_render(fresh ? st->snapshot : NULL, db, &text);
     pthread_mutex_unlock(&st->snapshot_lock);
     enum MHD_Result ret =
-        respond(c, MHD_HTTP_OK, PROMETHEUS_CONTENT_TYPE, strbuf_cstr(&text), text.len);
+        http_respond(c, MHD_HTTP_OK, PROMETHEUS_CONTENT_TYPE, strbuf_cstr(&text), text.len);
     strbuf_free(&text);
     return ret;
 }
@@ -237,22 +213,74 @@ static enum MHD_Result serve_run_json(struct http_state *st, struct MHD_Connecti
     struct cw_error err;
     if (with_db(st, query_run_json, &q, &err) != 0) {
         log_warn("HTTP %s: %s", run_id ? "run status" : "worker metrics", err.message);
-        return respond_detail(c,
-                              err.cls == CW_ERR_TRANSIENT ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                          : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                              err.message);
+        return http_respond_detail(c,
+                                   err.cls == CW_ERR_TRANSIENT ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                               : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                   err.message);
     }
     if (!q.out) {
         char detail[64];
         snprintf(detail, sizeof detail, "Run with id %ld not found", run_id);
-        return respond_detail(c, MHD_HTTP_NOT_FOUND, detail);
+        return http_respond_detail(c, MHD_HTTP_NOT_FOUND, detail);
     }
-    return respond_json(c, MHD_HTTP_OK, q.out);
+    return http_respond_json(c, MHD_HTTP_OK, q.out);
 }
 
-/* Which endpoint url names; *run_id for EP_RUN_STATUS. */
+/* ---- the operator's dashboard (the routes that need neither: dashboard_http.h) ---- */
+
+/* This worker as the snapshot describes it, or NULL without a fresh snapshot. */
+static json_object *snapshot_worker(struct http_state *st)
+{
+    static const char *const copied[] = {"nodename",      "broker_connected", "breaker_open",
+                                         "executors",     "busy_executors",   "pending",
+                                         "dead_lettered", "retries_waiting"};
+    json_object *w = NULL, *v;
+    pthread_mutex_lock(&st->snapshot_lock);
+    double age = st->snapshot ? clock_monotonic() - st->snapshot_at : -1;
+    if (age >= 0 && age < SNAPSHOT_MAX_AGE) {
+        w = json_object_new_object();
+        for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++)
+            if (json_object_object_get_ex(st->snapshot, copied[i], &v))
+                json_object_object_add(w, copied[i], json_object_get(v));
+        json_object_object_add(w, "concurrency", json_object_new_int(st->cfg->concurrency));
+        json_object_object_add(w, "snapshot_age_seconds", json_object_new_double(age));
+    }
+    pthread_mutex_unlock(&st->snapshot_lock);
+    return w;
+}
+
+static int query_dashboard(PGconn *conn, void *ctx, struct cw_error *err)
+{
+    return dashboard_data_get(conn, ctx, err);
+}
+
+/* {"database": dashboard_data.h or null, "database_error": text or null, "worker": ...}:
+ * the worker part is still worth showing while the database is down. */
+static enum MHD_Result serve_dashboard(struct http_state *st, struct MHD_Connection *c)
+{
+    json_object *data = NULL, *body = json_object_new_object();
+    struct cw_error err;
+    bool db = with_db(st, query_dashboard, &data, &err) == 0;
+    if (!db)
+        log_warn("HTTP dashboard: %s", err.message);
+    json_object_object_add(body, "database", data);
+    json_object_object_add(body, "database_error", db ? NULL : json_object_new_string(err.message));
+    json_object_object_add(body, "worker", snapshot_worker(st));
+    return http_respond_json(c, MHD_HTTP_OK, body);
+}
+
 static enum endpoint route(const char *url, long *run_id)
 {
+    if (strcmp(url, "/") == 0)
+        return EP_PAGE;
+    if (strncmp(url, PAGE_RUNS_PREFIX, strlen(PAGE_RUNS_PREFIX)) == 0)
+        return run_status_parse_id(url + strlen(PAGE_RUNS_PREFIX), run_id) ? EP_PAGE : EP_NONE;
+    if (strcmp(url, "/v1/worker/dashboard") == 0)
+        return EP_DASHBOARD;
+    if (strcmp(url, "/v1/worker/queues") == 0)
+        return EP_QUEUES;
+    if (strcmp(url, "/v1/worker/dlq/replay") == 0)
+        return EP_DLQ_REPLAY;
     if (strcmp(url, "/healthz") == 0)
         return EP_HEALTHZ;
     if (strcmp(url, "/metrics") == 0)
@@ -276,17 +304,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
 {
-    (void)version, (void)upload_data, (void)upload_data_size, (void)con_cls;
+    (void)version;
     struct http_state *st = cls;
     long run_id = 0;
     enum endpoint ep = route(url, &run_id);
     log_debug("HTTP %s %s", method, url);
     if (ep == EP_NONE)
-        return respond_detail(c, MHD_HTTP_NOT_FOUND, "Not Found");
+        return http_respond_detail(c, MHD_HTTP_NOT_FOUND, "Not Found");
+    if (ep == EP_DLQ_REPLAY)
+        return dashboard_handle_replay(st->cfg, st->loopback, c, method, upload_data,
+                                       upload_data_size, con_cls);
     /* HEAD is GET without the body (libmicrohttpd drops it). Anything else is refused
      * before its body is read. */
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return respond_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed");
+        return http_respond_detail(c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed");
     switch (ep) {
     case EP_HEALTHZ:
         return serve_healthz(st, c);
@@ -296,6 +327,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return serve_run_json(st, c, run_id);
     case EP_WORKER_METRICS:
         return serve_run_json(st, c, 0);
+    case EP_PAGE:
+        return dashboard_serve_page(c);
+    case EP_DASHBOARD:
+        return serve_dashboard(st, c);
+    case EP_QUEUES:
+        return dashboard_serve_queues(st->cfg, c);
+    case EP_DLQ_REPLAY:
     case EP_NONE:
         break;
     }
@@ -344,6 +382,14 @@ static int resolve_listen(const char *listen, struct addrinfo **ai, struct cw_er
     return 0;
 }
 
+static bool is_loopback(const struct addrinfo *ai)
+{
+    if (ai->ai_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+    const struct sockaddr_in *in = (const struct sockaddr_in *)ai->ai_addr;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+}
+
 /* The port of a resolved address, for libmicrohttpd's messages (it binds ai_addr). */
 static uint16_t listen_port(const struct addrinfo *ai)
 {
@@ -357,6 +403,7 @@ static struct MHD_Daemon *start_daemon(struct http_state *st, struct cw_error *e
     struct addrinfo *ai;
     if (resolve_listen(st->cfg->http_listen, &ai, err) != 0)
         return NULL;
+    st->loopback = is_loopback(ai);
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -366,7 +413,8 @@ static struct MHD_Daemon *start_daemon(struct http_state *st, struct cw_error *e
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, listen_port(ai), NULL, NULL, handle, st, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_NOTIFY_COMPLETED,
+        dashboard_request_done, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d)
         CW_FAIL(err, CW_ERR_TRANSIENT, "cannot listen on %s (address in use or not local?)",

@@ -1,0 +1,310 @@
+"""The operator's dashboard (issue 15): GET / and /runs/<id> on the HTTP listener, its JSON
+endpoints (/v1/worker/dashboard, /v1/worker/queues) and POST /v1/worker/dlq/replay.
+
+The module works in a database of its own (as test_operating.py does), so the counts are
+exact: runs in several states are written, the JSON must give the database's numbers, and
+Debian's headless Chromium must show them after the page's scripts ran, with a hostile
+label shown as text. Without chromium the browser tests skip (the JSON tests still run).
+"""
+
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from html.parser import HTMLParser
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from conftest import REPO, Env, _services_env, wait_for_final_status
+from test_cli import create_run, dead_letter_by_hand
+from test_operating import HttpWorker, free_port
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+UTC = datetime.timezone.utc
+SCREENSHOT = REPO / ".state" / "dashboard.png"
+
+
+@pytest.fixture(scope="module")
+def denv(tmp_path_factory):
+    """A fresh, migrated database for this module only (exact counts)."""
+    services = _services_env()
+    dbname = "cwdash_%d_%s" % (os.getpid(), uuid.uuid4().hex[:6])
+    admin = psycopg2.connect(services["ADMIN_DATABASE_URL"])
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('CREATE DATABASE "%s" OWNER cworker' % dbname)
+    e = Env(services, dbname, tmp_path_factory.mktemp("dashstorage"))
+    r = subprocess.run([e.bin, "migrate", "--migrations-dir", str(REPO / "migrations")],
+                       env=dict(os.environ, DATABASE_URL=e.database_url), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    yield e
+    if e._conn is not None:
+        e._conn.close()
+    with admin.cursor() as cur:
+        cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % dbname)
+    admin.close()
+
+
+def add_run(env, status, label=None, error=None, traceback=None, retries=0, finished=True):
+    now = datetime.datetime.now(UTC)
+    return env.scalar(
+        "INSERT INTO ingestion_runs (created_at, type, label, status, retry_count, error_message,"
+        " error_traceback, started_at, completed_at) VALUES (%s,'APP_BUNDLE',%s,%s,%s,%s,%s,%s,%s)"
+        " RETURNING id",
+        (now, label, status, retries, error, traceback, now, now if finished else None))
+
+
+@pytest.fixture(scope="module")
+def runs(denv):
+    """COMPLETE x2, FAILED permanent (with traceback), FAILED with a hostile label after
+    a retry, PARSING."""
+    ids = {
+        "complete": [add_run(denv, "COMPLETE", label="ok-1"), add_run(denv, "COMPLETE")],
+        "failed": add_run(denv, "FAILED", label="bad archive", error="not a tar archive",
+                          traceback="Traceback (most recent call last):\n  <b>frame</b>"),
+        "hostile": add_run(denv, "FAILED", label=HOSTILE, error="<script>alert(2)</script>",
+                           retries=2),
+        "parsing": add_run(denv, "PARSING", label="busy", finished=False),
+    }
+    return ids
+
+
+@pytest.fixture(scope="module")
+def dash(denv, runs, tmp_path_factory):
+    """A worker with its listener on 127.0.0.1 and admin actions left off."""
+    hw = HttpWorker(denv, tmp_path_factory.mktemp("dashworker") / "worker.log")
+    hw.wait_http(want=200)
+    yield hw
+    hw.stop(denv)
+
+
+def db_counts(env):
+    return {r["status"]: r["n"] for r in env.rows(
+        "SELECT upper(status) AS status, count(*)::int AS n FROM ingestion_runs GROUP BY 1")}
+
+
+def wait_for(fn, timeout=15.0):
+    deadline = time.time() + timeout
+    while True:
+        value = fn()
+        if value or time.time() > deadline:
+            return value
+        time.sleep(0.3)
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def test_dashboard_json_equals_the_database(denv, runs, dash):
+    status, body = dash.get_json("/v1/worker/dashboard")
+    assert status == 200, body
+    d = body["database"]
+    assert body["database_error"] is None
+    assert d["status_counts"] == db_counts(denv) == {"COMPLETE": 2, "FAILED": 2, "PARSING": 1}
+    assert d["total_runs"] == 5
+    minutes = d["per_minute"]
+    assert len(minutes) == 60
+    assert sum(m["completed"] for m in minutes) == 2
+    assert sum(m["failed"] for m in minutes) == 2
+    assert sum(m["retried"] for m in minutes) == 1
+    assert [f["run_id"] for f in d["recent_failures"]] == [runs["hostile"], runs["failed"]]
+    hostile = d["recent_failures"][0]
+    assert hostile["label"] == HOSTILE and hostile["retry_count"] == 2
+    assert d["recent_failures"][1]["error_traceback"].startswith("Traceback")
+    w = wait_for(lambda: dash.get_json("/v1/worker/dashboard")[1]["worker"])
+    assert w["concurrency"] == 2 and w["busy_executors"] == 0 and w["nodename"]
+
+
+def test_queues_json_lists_dead_letters(denv, dash):
+    run_id = create_run(denv)
+    tid = dead_letter_by_hand(denv, dash.queue, run_id, reason="unknown task <x>")
+    body = wait_for(lambda: (lambda r: r[1] if r[1]["queues"][0]["dead"]["messages"] else None)(
+        dash.get_json("/v1/worker/queues")))
+    q = body["queues"][0]
+    assert q["queue"] == dash.queue
+    assert [d["name"] for d in q["delay_queues"]] == [
+        dash.queue + ".retry.60s", dash.queue + ".retry.180s", dash.queue + ".retry.600s"]
+    assert q["dead"]["messages"] == 1
+    shown = q["dead"]["shown"]
+    assert [(m["task_id"], m["run_id"], m["reason"]) for m in shown] == [
+        (tid, run_id, "unknown task <x>")]
+    # Listing consumed nothing.
+    assert dash.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["messages"] == 1
+
+
+def test_pages_are_served(dash, runs):
+    for path in ("/", "/runs/%d" % runs["failed"]):
+        status, headers, body = dash.get(path)
+        assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+        assert b"<title>cworker dashboard</title>" in body and b"innerHTML" not in body
+        assert headers["X-Frame-Options"] == "DENY"
+    assert dash.get("/runs/abc")[0] == 404
+    assert dash.get("/runs/0")[0] == 404
+
+
+def post_replay(hw, task_id, headers=None, queue=None):
+    data = json.dumps({"task_id": task_id, "queue": queue or hw.queue}).encode()
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    req = urllib.request.Request(hw.base + "/v1/worker/dlq/replay", data=data, method="POST",
+                                 headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_replay_refused_without_admin(denv, dash):
+    tid = dead_letter_by_hand(denv, dash.queue, create_run(denv))
+    status, body = post_replay(dash, tid)
+    assert status == 403 and "CWORKER_HTTP_ADMIN=1" in body["detail"], body
+    assert dash.get("/v1/worker/dlq/replay")[0] == 405
+    # Still there.
+    shown = dash.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["shown"]
+    assert tid in [m["task_id"] for m in shown]
+
+
+@pytest.fixture
+def admin_worker(denv, tmp_path):
+    hw = HttpWorker(denv, tmp_path / "admin-worker.log", extra_env={"CWORKER_HTTP_ADMIN": "1"})
+    hw.wait_http(want=200)
+    yield hw
+    hw.stop(denv)
+
+
+def test_replay_with_admin_runs_the_task(denv, admin_worker):
+    hw = admin_worker
+    run_id = create_run(denv)
+    tid = dead_letter_by_hand(denv, hw.queue, run_id)
+    keep = dead_letter_by_hand(denv, hw.queue, create_run(denv))
+    # Cross-origin and non-JSON requests are refused even with admin on.
+    assert post_replay(hw, tid, {"Origin": "http://evil.example"})[0] == 403
+    assert post_replay(hw, tid, {"Content-Type": "text/plain"})[0] == 403
+    assert post_replay(hw, tid, queue="not-my-queue")[0] == 400
+    assert post_replay(hw, "no-such-task")[0] == 404
+    status, body = post_replay(hw, tid)
+    assert status == 200, body
+    assert [(m["task_id"], m["to"]) for m in body["replayed"]] == [(tid, hw.queue)]
+    run = wait_for_final_status(denv, run_id, worker=hw.worker)
+    assert run["status"] == "COMPLETE" and run["task_id"] == tid, run
+    shown = hw.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["shown"]
+    assert [m["task_id"] for m in shown] == [keep]
+
+
+def test_replay_on_a_network_listener_needs_a_token(denv, tmp_path):
+    # Bound to all interfaces (":PORT"): admin on but no token configured is refused.
+    port = free_port()
+    net = HttpWorker(denv, tmp_path / "net-worker.log", listen=":%d" % port,
+                     extra_env={"CWORKER_HTTP_ADMIN": "1"})
+    net.port, net.base = port, "http://127.0.0.1:%d" % port
+    try:
+        net.wait_http(want=200)
+        status, body = post_replay(net, "any")
+        assert status == 403 and "CWORKER_HTTP_TOKEN" in body["detail"], body
+    finally:
+        net.stop(denv)
+
+
+# ----------------------------------------------------------------------------- browser
+
+
+def chromium():
+    exe = shutil.which("chromium")
+    if not exe:
+        pytest.skip("chromium is not installed (tests/env/install-deps.sh installs Debian's)")
+    return exe
+
+
+def browse(url, *extra):
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--no-first-run", "--user-data-dir=%s" % Path(os.environ.get("TMPDIR", "/tmp"),
+                                                       "cwdash-chromium-%d" % os.getpid()),
+           "--virtual-time-budget=5000"] + list(extra) + [url]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.skip("chromium did not finish in 90 s")
+    if r.returncode != 0:
+        pytest.skip("chromium does not start here (exit %s): %s"
+                    % (r.returncode, r.stderr.strip()[-400:]))
+    return r.stdout
+
+
+class Cells(HTMLParser):
+    """The text of every <td>/<th> per table row, keyed by the table's id; and every tag."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.tags, self._table, self._row, self._cell = {}, [], None, None, None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "table":
+            self._table = self.tables.setdefault(a.get("id"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_browser_shows_the_database(denv, runs, dash):
+    dom = browse(dash.base + "/", "--dump-dom")
+    page = Cells()
+    page.feed(dom)
+    shown = {r[0]: int(r[1]) for r in page.tables["status-table"][1:-1]}
+    assert shown == db_counts(denv), dom[:2000]
+    assert page.tables["status-table"][-1] == ["Total", str(sum(shown.values()))]
+    # The hostile label is text: escaped in the DOM, no element made from it.
+    assert "&lt;img src=x onerror=alert(1)&gt;" in dom
+    assert not [a for t, a in page.tags if t == "img"], "an <img> element was injected"
+    assert not [a for t, a in page.tags if t == "script" and "alert" in str(a)]
+    failures = {r[0]: r for r in page.tables["failure-table"][1:]}
+    assert failures["#%d" % runs["hostile"]][1] == HOSTILE
+    assert failures["#%d" % runs["failed"]][2].startswith("not a tar archive")
+    dead = dash.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["shown"]
+    assert [r[0] for r in page.tables["dlq-table"][1:]] == (
+        [m["task_id"] for m in dead] or ["no dead letters"])
+    worker = page.tables["worker-table"][1]
+    assert worker[1:3] == ["2", "0"], worker
+    # The refresh ran and succeeded (the status line says so, and not "update failed").
+    assert re.search(r'<span id="updated" role="status"[^>]*>updated [^<]*</span>', dom), dom
+
+
+def test_browser_run_page_and_screenshot(denv, runs, dash):
+    dom = browse(dash.base + "/runs/%d" % runs["hostile"], "--dump-dom")
+    assert 'data-field="label">&lt;img src=x onerror=alert(1)&gt;</dd>' in dom, dom[-3000:]
+    assert "<img" not in dom
+    assert '<main id="overview" hidden="">' in dom and '<main id="run-detail">' in dom
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    if SCREENSHOT.exists():
+        SCREENSHOT.unlink()
+    browse(dash.base + "/", "--screenshot=%s" % SCREENSHOT, "--window-size=1280,800",
+           "--hide-scrollbars")
+    assert SCREENSHOT.stat().st_size > 10000
+    narrow = SCREENSHOT.with_name("dashboard-390.png")
+    browse(dash.base + "/", "--screenshot=%s" % narrow, "--window-size=390,1400",
+           "--hide-scrollbars")
+    assert narrow.stat().st_size > 5000

@@ -15,12 +15,6 @@ static const char *const type_names[] = {
     [PROTO_RESULT] = "result",   [PROTO_SWEEP_RESULT] = "sweep_result",
 };
 
-static const char *const class_names[] = {
-    [CW_ERR_NONE] = "none",           [CW_ERR_PERMANENT] = "permanent",
-    [CW_ERR_TRANSIENT] = "transient", [CW_ERR_TIMEOUT] = "timeout",
-    [CW_ERR_INTERNAL] = "internal",
-};
-
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Index of name in names, or -1. */
@@ -48,7 +42,16 @@ enum proto_type proto_type_of(json_object *msg)
 
 const char *proto_error_class_name(enum cw_error_class cls)
 {
-    return (unsigned)cls < COUNT(class_names) ? class_names[cls] : "internal";
+    return (unsigned)cls <= CW_ERR_INTERNAL ? cw_error_class_name(cls) : "internal";
+}
+
+/* The class cw_error_class_name names name (its inverse), or -1. */
+static int class_of(const char *name)
+{
+    for (int c = CW_ERR_NONE; name && c <= CW_ERR_INTERNAL; c++)
+        if (strcmp(cw_error_class_name((enum cw_error_class)c), name) == 0)
+            return c;
+    return -1;
 }
 
 static json_object *typed(enum proto_type type)
@@ -99,7 +102,7 @@ static int decode_forced(json_object *msg, struct proto_task *out, struct cw_err
     json_object *f;
     if (!json_object_object_get_ex(msg, "forced", &f))
         return 0;
-    int cls = lookup(class_names, COUNT(class_names), string_field(f, "class"));
+    int cls = class_of(string_field(f, "class"));
     if (cls <= CW_ERR_NONE) {
         CW_FAIL(err, CW_ERR_INTERNAL, "task message has a forced outcome of no known class");
         return -1;
@@ -185,7 +188,7 @@ static void decode_error(json_object *msg, struct proto_result *out)
     json_object *e;
     if (!json_object_object_get_ex(msg, "error", &e))
         return;
-    int cls = lookup(class_names, COUNT(class_names), string_field(e, "class"));
+    int cls = class_of(string_field(e, "class"));
     out->error_cls = cls <= CW_ERR_NONE ? CW_ERR_INTERNAL : (enum cw_error_class)cls;
     const char *text = string_field(e, "message");
     const char *tb = string_field(e, "traceback");

@@ -8,34 +8,20 @@ own log lines (which execution ended how), never timings of the work itself.
 
 import re
 import subprocess
-import time
 import uuid
 
 import pytest
 
 import faults
 import producer
-from conftest import PALOALTO, Worker
-from faults import assert_parsed_once, create_run, submit, wait_final, wait_until
-
-PAL_TOP = "Splunk_TA_paloalto"
-_PAL = {}
+from conftest import Worker
+from faults import (assert_parsed_once, create_run, pal_expected, pal_upload, run_locks,
+                    submit, wait_final, wait_until)
 
 # The executor's closing line for one execution: "task <name> <outcome> in <s> s".
 OUTCOME_RE = re.compile(r"task=(?P<tid>[0-9a-f-]{36}) .*task \S+ (?P<outcome>succeeded|failed|"
                         r"retry|skipped|requeue) in ")
 ORPHAN_RE = re.compile(r"task=(?P<tid>[0-9a-f-]{36}) .*after its connection was lost")
-
-
-def pal_upload():
-    if "up" not in _PAL:
-        _PAL["up"] = ("Splunk_TA_paloalto.tar.gz",
-                      producer.build_upload_bytes(str(PALOALTO), "tar.gz", top=PAL_TOP))
-    return _PAL["up"]
-
-
-def pal_expected():
-    return faults.reference_counts(PALOALTO, PAL_TOP)
 
 
 @pytest.fixture
@@ -63,12 +49,6 @@ def consumer_connection(env, queue):
         if pid == channels[0]:
             return conn
     raise AssertionError("no connection for channel %s:\n%s" % (channels[0], out))
-
-
-def run_locks(env):
-    """Advisory locks held in the test's database: one per run an executor is running."""
-    return env.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
-                      " (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 def executions(log):

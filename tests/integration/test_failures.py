@@ -23,12 +23,11 @@ import faults
 import producer
 from conftest import PALOALTO, Worker
 from faults import (assert_parsed_once, assert_untouched, children, create_run, enqueue,
-                    retry_queue, run_row, submit, text, wait_final, wait_until)
+                    retry_queue, run_row, submit, text, wait_final, wait_until, pal_upload,
+                    pal_expected)
 
-PAL_TOP = "Splunk_TA_paloalto"
 INPUTS = ("inputs.conf", (PALOALTO / "default" / "inputs.conf").read_bytes())
 INPUTS_EXPECTED = {"inputs": 3}
-_PAL = {}
 
 # The ERROR lines the supervisor logs for the faults these tests inject
 # (worker/supervisor/executors.c); any other ERROR line fails the test.
@@ -38,20 +37,6 @@ HARD_LIMIT_KILL = r"^task \S+ exceeded its hard time limit \(2 s\); killing exec
 def executor_died(signo):
     return (r"^executor \d+ died of signal %d \([^)]*\) running task \S+; it is requeued$"
             % signo)
-
-
-def pal_upload():
-    """The paloalto app as the user uploads it (tar.gz, 16 .conf entries), built once."""
-    if "up" not in _PAL:
-        _PAL["up"] = ("Splunk_TA_paloalto.tar.gz",
-                      producer.build_upload_bytes(str(PALOALTO), "tar.gz", top=PAL_TOP))
-    return _PAL["up"]
-
-
-def pal_expected():
-    exp = faults.reference_counts(PALOALTO, PAL_TOP)
-    assert sum(exp.values()) == 181  # grep -c '^\s*\[' over the 16 files
-    return exp
 
 
 @pytest.fixture

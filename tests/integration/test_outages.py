@@ -22,7 +22,7 @@ import pytest
 import faults
 import producer
 from conftest import PALOALTO, REPO, Env, Worker
-from faults import assert_parsed_once, run_row, submit, wait_until
+from faults import assert_parsed_once, pal_upload, run_row, submit, wait_until
 
 SERVICES = str(REPO / "tests" / "env" / "services.sh")
 STATE = REPO / ".state" / "outages"
@@ -165,12 +165,6 @@ def workers(oenv, request, tmp_path):
     yield pool
     oenv.outages.heal()
     pool.close()
-
-
-def pal_upload():
-    if not hasattr(pal_upload, "data"):
-        pal_upload.data = producer.build_upload_bytes(str(PALOALTO), "tar.gz", top=PAL_TOP)
-    return ("Splunk_TA_paloalto.tar.gz", pal_upload.data)
 
 
 def start_batch(oenv, workers):

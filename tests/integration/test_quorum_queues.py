@@ -18,23 +18,9 @@ import pytest
 
 import faults
 import producer
-from conftest import PALOALTO, Worker
-from faults import assert_parsed_once, submit, wait_final, wait_until
-
-PAL_TOP = "Splunk_TA_paloalto"
-_PAL = {}
-
-
-def pal_upload():
-    if "up" not in _PAL:
-        _PAL["up"] = ("Splunk_TA_paloalto.tar.gz",
-                      producer.build_upload_bytes(str(PALOALTO), "tar.gz", top=PAL_TOP))
-    return _PAL["up"]
-
-
-def expected():
-    return faults.reference_counts(PALOALTO, PAL_TOP)
-
+from conftest import Worker
+from faults import assert_parsed_once, pal_upload, submit, wait_final
+from faults import pal_expected as expected
 
 @pytest.fixture
 def tq(request):

@@ -12,21 +12,10 @@ import urllib.parse
 import pytest
 
 import faults
-import producer
-from conftest import PALOALTO, Worker
-from faults import assert_parsed_once, submit, wait_final, wait_until
+from conftest import Worker
+from faults import (assert_parsed_once, pal_expected, pal_upload, run_locks, submit,
+                    wait_final, wait_until)
 from tcp_proxy import TcpProxy
-
-PAL_TOP = "Splunk_TA_paloalto"
-_PAL = {}
-
-
-def pal_upload():
-    if "up" not in _PAL:
-        _PAL["up"] = ("Splunk_TA_paloalto.tar.gz",
-                      producer.build_upload_bytes(str(PALOALTO), "tar.gz", top=PAL_TOP))
-    return _PAL["up"]
-
 
 @pytest.fixture
 def tq(request):
@@ -52,11 +41,6 @@ def through(env, proxy):
     u = urllib.parse.urlsplit(env.broker_url)
     netloc = "%s:%s@127.0.0.1:%d" % (u.username, u.password, proxy.port)
     return urllib.parse.urlunsplit((u.scheme, netloc, u.path, u.query, u.fragment))
-
-
-def run_locks(env):
-    return env.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
-                      " (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 def wait_log(worker, pattern, timeout, what):
@@ -87,7 +71,7 @@ def test_frozen_connection_is_noticed_and_the_loop_keeps_working(env, workers, c
     proxy.thaw()
     run = wait_final(env, slow, timeout=120, workers=[w])
     assert run["status"] == "COMPLETE", "%r\n%s" % (run, w.tail(80))
-    assert_parsed_once(env, slow, faults.reference_counts(PALOALTO, PAL_TOP), retry_count=0)
+    assert_parsed_once(env, slow, pal_expected(), retry_count=0)
     run = wait_final(env, limited, timeout=120, workers=[w])
     assert run["status"] == "FAILED", "%r\n%s" % (run, w.tail(80))
     assert run["error_message"] == "Task exceeded time limit", run
@@ -135,4 +119,4 @@ def test_resource_alarm_pauses_work_and_loses_nothing(env, workers, celery):
     assert run["retry_count"] == 3, run
     faults.wait_queue_settled(env, workers.queue, timeout=60)
     for r in (first, waiting):
-        assert_parsed_once(env, r, faults.reference_counts(PALOALTO, PAL_TOP), retry_count=0)
+        assert_parsed_once(env, r, pal_expected(), retry_count=0)

@@ -15,11 +15,17 @@ import subprocess
 import time
 import uuid
 
+from pathlib import Path
+
 import psycopg2
 import pytest
 
 import producer
 import splunk_conf_ref
+
+PALOALTO = Path(__file__).resolve().parents[1] / "testdata" / "splunk_ta_paloalto"
+PAL_TOP = "Splunk_TA_paloalto"
+_PAL = {}
 
 TYPED = ("inputs", "props", "transforms", "indexes", "outputs", "serverclasses")
 FINAL = ("COMPLETE", "FAILED")
@@ -374,3 +380,27 @@ def queue_info(env, queue):
 
 def text(v):
     return v.decode() if isinstance(v, bytes) else v
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+def pal_upload():
+    """The paloalto app as the user uploads it (tar.gz, 16 .conf entries), built once."""
+    if "up" not in _PAL:
+        _PAL["up"] = ("Splunk_TA_paloalto.tar.gz",
+                      producer.build_upload_bytes(str(PALOALTO), "tar.gz", top=PAL_TOP))
+    return _PAL["up"]
+
+
+def pal_expected():
+    """Its stanza counts by type, from the independent reader (181 in all)."""
+    exp = reference_counts(PALOALTO, PAL_TOP)
+    assert sum(exp.values()) == 181  # grep -c '^\s*\[' over the 16 files
+    return exp
+
+
+def run_locks(env):
+    """Advisory locks held in the test's database: one per run an executor is running."""
+    return env.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
+                      " (SELECT oid FROM pg_database WHERE datname = current_database())")

@@ -48,6 +48,19 @@ void cmd_parser_init(struct cmd_parser *p, const struct cmd_spec *spec, int argc
 int cmd_parser_next(struct cmd_parser *p, const char **arg);
 /* After CMD_OPT_END: the positional arguments (*rest points into argv). */
 int cmd_parser_rest(const struct cmd_parser *p, char ***rest);
+
+/* An action's own options, one at a time: 0, or -1 after printing why it is refused. */
+typedef int (*cmd_take_option)(const struct cmd_spec *spec, void *opts, int c, const char *arg);
+/* The loop every action runs: each of its options through take, then --help and usage
+ * errors turned into the exit code. Returns -1 when the options are done (go on), else the
+ * exit code to end the command with. */
+int cmd_parser_options(struct cmd_parser *p, cmd_take_option take, void *opts);
+/* For actions without positional arguments: 0, or -1 after naming the first one. */
+CW_MUST_CHECK int cmd_parser_no_rest(const struct cmd_parser *p);
+/* After cmd_parser_config: 0 when the setting is there, else -1 after saying which one
+ * must be set (cfg is then freed). */
+CW_MUST_CHECK int cmd_require(const struct cmd_parser *p, struct cw_config *cfg, const char *value,
+                              const char *what);
 /* config_load from the environment and the common flags; prints the error. */
 CW_MUST_CHECK int cmd_parser_config(struct cmd_parser *p, struct cw_config *cfg);
 void cmd_parser_free(struct cmd_parser *p);

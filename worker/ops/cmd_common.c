@@ -88,6 +88,37 @@ int cmd_parser_rest(const struct cmd_parser *p, char ***rest)
     return p->argc - optind;
 }
 
+int cmd_parser_options(struct cmd_parser *p, cmd_take_option take, void *opts)
+{
+    const char *arg;
+    int c;
+
+    while ((c = cmd_parser_next(p, &arg)) >= 0)
+        if (take(p->spec, opts, c, arg) != 0)
+            return CMD_EXIT_USAGE;
+    return c == CMD_OPT_HELP ? CMD_EXIT_OK : c == CMD_OPT_USAGE ? CMD_EXIT_USAGE : -1;
+}
+
+int cmd_parser_no_rest(const struct cmd_parser *p)
+{
+    char **rest;
+
+    if (cmd_parser_rest(p, &rest) == 0)
+        return 0;
+    cmd_error(p->spec, "unexpected argument '%s'", rest[0]);
+    return -1;
+}
+
+int cmd_require(const struct cmd_parser *p, struct cw_config *cfg, const char *value,
+                const char *what)
+{
+    if (value != NULL)
+        return 0;
+    cmd_error(p->spec, "%s must be set", what);
+    config_free(cfg);
+    return -1;
+}
+
 int cmd_parser_config(struct cmd_parser *p, struct cw_config *cfg)
 {
     struct cw_error err;

@@ -81,8 +81,9 @@ struct dlq_opts {
     int nids;
 };
 
-static int take_option(const struct cmd_spec *spec, struct dlq_opts *o, int c, const char *arg)
+static int take_option(const struct cmd_spec *spec, void *opts, int c, const char *arg)
 {
+    struct dlq_opts *o = opts;
     switch (c) {
     case 'q':
         if (arg[0] == '\0' || strlen(arg) > QUEUE_NAME_MAX - strlen(".dead")) {
@@ -112,32 +113,18 @@ static int take_option(const struct cmd_spec *spec, struct dlq_opts *o, int c, c
 /* Parses the options and loads the configuration. Returns -1 to go on, else the exit code. */
 static int parse(struct cmd_parser *p, struct dlq_opts *o, struct cw_config *cfg)
 {
-    const char *arg;
-    char **rest;
-    int c;
-
-    while ((c = cmd_parser_next(p, &arg)) >= 0)
-        if (take_option(p->spec, o, c, arg) != 0)
-            return CMD_EXIT_USAGE;
-    if (c == CMD_OPT_HELP)
-        return CMD_EXIT_OK;
-    if (c == CMD_OPT_USAGE)
+    int rc = cmd_parser_options(p, take_option, o);
+    if (rc >= 0)
+        return rc;
+    if (cmd_parser_no_rest(p) != 0)
         return CMD_EXIT_USAGE;
-    if (cmd_parser_rest(p, &rest) > 0) {
-        cmd_error(p->spec, "unexpected argument '%s'", rest[0]);
-        return CMD_EXIT_USAGE;
-    }
     if (p->spec == &replay_spec && o->all == (o->nids > 0)) {
         cmd_error(p->spec, "give either --all or --task-id (see cworker dlq replay --help)");
         return CMD_EXIT_USAGE;
     }
-    if (cmd_parser_config(p, cfg) != 0)
+    if (cmd_parser_config(p, cfg) != 0 ||
+        cmd_require(p, cfg, cfg->broker_url, "CELERY_BROKER_URL (or --broker)") != 0)
         return CMD_EXIT_USAGE;
-    if (cfg->broker_url == NULL) {
-        cmd_error(p->spec, "CELERY_BROKER_URL (or --broker) must be set");
-        config_free(cfg);
-        return CMD_EXIT_USAGE;
-    }
     if (o->queue == NULL)
         o->queue = cfg->queues[0];
     o->quorum = cfg->queue_quorum;

@@ -118,8 +118,9 @@ static const char *status_name(const char *s)
     return NULL;
 }
 
-static int take_option(const struct cmd_spec *spec, struct runs_opts *o, int c, const char *arg)
+static int take_option(const struct cmd_spec *spec, void *opts, int c, const char *arg)
 {
+    struct runs_opts *o = opts;
     switch (c) {
     case 's':
         o->status = status_name(arg);
@@ -168,24 +169,16 @@ static int take_rest(struct cmd_parser *p, struct runs_opts *o)
  * code. */
 static int parse(struct cmd_parser *p, struct runs_opts *o, struct cw_config *cfg)
 {
-    const char *arg;
-    int c;
-
-    while ((c = cmd_parser_next(p, &arg)) >= 0)
-        if (take_option(p->spec, o, c, arg) != 0)
-            return CMD_EXIT_USAGE;
-    if (c == CMD_OPT_HELP)
-        return CMD_EXIT_OK;
-    if (c == CMD_OPT_USAGE || take_rest(p, o) != 0)
+    int rc = cmd_parser_options(p, take_option, o);
+    if (rc >= 0)
+        return rc;
+    if (take_rest(p, o) != 0 || cmd_parser_config(p, cfg) != 0)
         return CMD_EXIT_USAGE;
-    if (cmd_parser_config(p, cfg) != 0)
+    const char *needed =
+        p->spec == &retry_spec ? "DATABASE_URL and CELERY_BROKER_URL" : "DATABASE_URL";
+    if (cmd_require(p, cfg, cfg->database_url, needed) != 0 ||
+        (p->spec == &retry_spec && cmd_require(p, cfg, cfg->broker_url, needed) != 0))
         return CMD_EXIT_USAGE;
-    if (cfg->database_url == NULL || (p->spec == &retry_spec && cfg->broker_url == NULL)) {
-        cmd_error(p->spec, "DATABASE_URL%s must be set",
-                  p->spec == &retry_spec ? " and CELERY_BROKER_URL" : "");
-        config_free(cfg);
-        return CMD_EXIT_USAGE;
-    }
     if (o->queue == NULL)
         o->queue = cfg->queues[0];
     return -1;

@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "db/pg_error.h"
+#include "db/pg_url.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -30,14 +31,6 @@
 #define PG_ROLE_MIGRATE   "migrate"
 #define PG_ROLE_HTTP      "http"
 #define PG_ROLE_CLI       "cli"
-
-/* Checks that url (a libpq URI or key=value string; "postgresql+driver://" accepted) parses.
- * On failure writes a description without any of its text to why and returns false. */
-bool pg_url_valid(const char *url, char *why, size_t len);
-
-/* A new string the caller frees: url with a SQLAlchemy driver ("postgresql+psycopg2://")
- * removed, as libpq only knows postgresql:// and postgres://. */
-char *pg_libpq_url(const char *url);
 
 /* Connects as "cworker/<role>". NULL with err: CW_ERR_PERMANENT for a malformed URL,
  * otherwise CW_ERR_TRANSIENT with err->unavailable set ("cannot connect to PostgreSQL: ..."). */

@@ -4,7 +4,7 @@
 #include "mq/conn.h"
 #include "base/log.h"
 #include "base/xalloc.h"
-#include "db/pg.h"
+#include "db/pg_url.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,4 +1,6 @@
-/* Line-per-event logger. Not async-signal-safe: never call from a signal handler. */
+/* Line-per-event logger. Not async-signal-safe: never call from a signal handler. Safe
+ * from several threads: each line is one stdio call (stdio locks the stream), and the task
+ * context is per thread. */
 #include "base/log.h"
 #include "base/strbuf.h"
 
@@ -14,8 +16,10 @@
 static enum log_level min_level = LOG_LEVEL_INFO;
 static int json_format;
 static char process_name[32] = "cworker";
-static char task_id[64];
-static long run_id;
+/* Per thread: the supervisor loop sets the task a line is about, and the broker
+ * connector threads, which log at the same time, must neither print nor tear it. */
+static _Thread_local char task_id[64];
+static _Thread_local long run_id;
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR"};
 

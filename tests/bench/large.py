@@ -5,8 +5,8 @@ its own fresh database, with concurrency 1. Reported for each: peak RSS of the w
 process tree, stanzas/s (publish to completed_at), PostgreSQL CPU over the same window,
 and the bytes the worker's processes wrote to disk (/proc/<pid>/io write_bytes summed
 over the tree, reaped children included through their parent). Two floors for the same
-work: PostgreSQL's own COPY of exactly the stanza rows cworker wrote (psql \\copy from a
-file, into a copy of the stanzas table with the same indexes), and `sha256sum` plus
+work: PostgreSQL's own COPY of exactly the rows cworker wrote, stanza and typed rows (psql
+\\copy from files into the same tables in one transaction, rolled back), and `sha256sum` plus
 `gzip -dc` of the same archive. Ratios are printed, never asserted.
 """
 
@@ -173,11 +173,11 @@ def measure(name, env, url, queue, storage, archive, stanzas, workdir, pg_pid, c
         cur.execute("SELECT count(*) FROM stanzas WHERE run_id = %s", (run_id,))
         rows = cur.fetchone()[0]
     conn.close()
-    floor = copy_floor(url, run_id, workdir) if name == "cworker" and rows else (None, 0)
+    floor = copy_floor(url, run_id, workdir) if name == "cworker" and rows else (None, 0, 0)
     busy = sampler.window(t0, t1 + 0.3) or sampler.samples
     wall = t1 - t0
     return {"copy_floor_seconds": floor[0] and round(floor[0], 2),
-            "copy_floor_bytes": floor[1],
+            "copy_floor_bytes": floor[1], "rows_written": floor[2],
             "contender": name, "status": status, "error": error, "stanzas": rows,
             "wall_seconds": round(wall, 2),
             "stanzas_per_second": round(rows / wall) if wall > 0 else 0,
@@ -187,30 +187,46 @@ def measure(name, env, url, queue, storage, archive, stanzas, workdir, pg_pid, c
             "write_bytes": written, "vm_peak_mib": vm_peak, "log": log_path}
 
 
-STANZA_COLS = ("run_id, file_id, conf_type, name, app, scope, layer, order_in_file, "
-               "source_path, raw_kv")
+# The tables cworker writes a run's rows into: the stanzas and the six typed projections.
+ROW_TABLES = ("stanzas", "inputs", "props", "transforms", "indexes", "outputs", "serverclasses")
+
+
+def table_columns(cur, table):
+    """Every column but the serial id, in table order."""
+    cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+                " AND column_name <> 'id' ORDER BY ordinal_position", (table,))
+    return ", ".join(r[0] for r in cur.fetchall())
 
 
 def copy_floor(url, run_id, workdir):
-    """PostgreSQL's own COPY of exactly the stanza rows cworker wrote: dumped to a file,
-    then COPYed by psql into an empty table like stanzas (same defaults and indexes, the
-    GIN index on raw_kv included; no foreign keys) in the same database; seconds."""
-    path = os.path.join(workdir, "large_rows.copy")
-    with open(path, "wb") as f:
-        subprocess.run(["psql", url, "-qAt", "-c", "COPY (SELECT %s FROM stanzas WHERE run_id"
-                        " = %d ORDER BY id) TO STDOUT" % (STANZA_COLS, run_id)], stdout=f,
-                       check=True)
-    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c",
-                    "CREATE TABLE copy_floor (LIKE stanzas INCLUDING DEFAULTS INCLUDING INDEXES)"],
-                   check=True, capture_output=True)
+    """PostgreSQL's own COPY of exactly the rows cworker wrote for the run (stanzas and
+    typed rows): dumped to files, then COPYed by psql in one transaction into the same
+    tables (their indexes, foreign keys and defaults: the cost those rows have there), and
+    rolled back. Returns (seconds, bytes, rows)."""
+    conn = psycopg2.connect(url)
+    paths, script, rows = [], ["BEGIN;"], 0
+    with conn.cursor() as cur:
+        for table in ROW_TABLES:
+            cols = table_columns(cur, table)
+            path = os.path.join(workdir, "floor_%s.copy" % table)
+            with open(path, "wb") as f:
+                subprocess.run(["psql", url, "-qAt", "-c", "COPY (SELECT %s FROM %s WHERE run_id"
+                                " = %d ORDER BY id) TO STDOUT" % (cols, table, run_id)],
+                               stdout=f, check=True)
+            cur.execute("SELECT count(*) FROM %s WHERE run_id = %%s" % table, (run_id,))
+            rows += cur.fetchone()[0]
+            paths.append(path)
+            script.append("\\copy %s (%s) FROM '%s'" % (table, cols, path))
+    conn.close()
+    script.append("ROLLBACK;")
     t0 = time.monotonic()
-    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c",
-                    "\\copy copy_floor (%s) FROM '%s'" % (STANZA_COLS, path)], check=True,
-                   capture_output=True)
+    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1"], input="\n".join(script) + "\n",
+                   text=True, check=True, capture_output=True)
     seconds = time.monotonic() - t0
-    size = os.path.getsize(path)
-    os.unlink(path)
-    return seconds, size
+    size = sum(os.path.getsize(p) for p in paths)
+    for p in paths:
+        os.unlink(p)
+    return seconds, size, rows
 
 
 def tool_floor(archive):
@@ -260,12 +276,18 @@ def report(large):
     floors = ["", "floors for the same archive: sha256sum %.2f s, gzip -dc %.2f s"
               % (large["sha256sum_seconds"], large["gzip_dc_seconds"])]
     cw, py = by.get("cworker"), by.get("python")
+    tools = large["sha256sum_seconds"] + large["gzip_dc_seconds"]
+    if cw and tools > 0:
+        floors.append("cworker's run %.1f s against sha256sum + gzip -dc %.1f s: %.2fx of it"
+                      % (cw["wall_seconds"], tools, cw["wall_seconds"] / tools))
     if cw and cw.get("copy_floor_seconds"):
-        rate = cw["stanzas"] / cw["copy_floor_seconds"]
-        floors.append("PostgreSQL COPY of the %d rows cworker wrote (%.1f MB, psql \\copy, same"
-                      " indexes): %.1f s, %d rows/s; cworker reached %.2fx of it"
-                      % (cw["stanzas"], cw["copy_floor_bytes"] / 1e6, cw["copy_floor_seconds"],
-                         rate, cw["stanzas_per_second"] / rate))
+        rate = cw["rows_written"] / cw["copy_floor_seconds"]
+        ours = cw["rows_written"] / cw["wall_seconds"]
+        floors.append("PostgreSQL COPY of the %d rows cworker wrote (stanza and typed rows, %.1f MB,"
+                      " psql \\copy into the same tables, rolled back): %.1f s, %d rows/s;"
+                      " cworker %d rows/s, %.2fx of it"
+                      % (cw["rows_written"], cw["copy_floor_bytes"] / 1e6,
+                         cw["copy_floor_seconds"], rate, ours, ours / rate))
     if cw and py and py["stanzas_per_second"] and cw["rss_peak_mib"]:
         floors.append("cworker/python: stanzas/s %.2fx, peak RSS python/cworker %.2fx, PG CPU"
                       " %.2fx" % (cw["stanzas_per_second"] / py["stanzas_per_second"],

@@ -21,6 +21,7 @@ import psycopg2
 
 import bench as B
 import producer
+import upload
 
 TYPES = ("props", "inputs", "transforms", "indexes", "outputs", "savedsearches", "macros",
          "eventtypes")
@@ -151,7 +152,7 @@ def measure(name, env, url, queue, storage, archive, stanzas, workdir, pg_pid, c
         done = False
         with conn.cursor() as cur:
             while not done and proc.poll() is None and time.monotonic() - t0 < 3600:
-                time.sleep(0.2)
+                time.sleep(0.05)
                 cur.execute("SELECT completed_at IS NOT NULL FROM ingestion_runs WHERE id = %s",
                             (run_id,))
                 done = cur.fetchone()[0]
@@ -252,8 +253,11 @@ def main(env, workdir, pg_pid):
         B.log("  %(status)s, %(stanzas)d stanzas in %(wall_seconds).1f s,"
               " RSS peak %(rss_peak_mib).1f MiB" % r)
         results.append(r)
-    return {"stanzas": stanzas, "files": nfiles, "text_bytes": text_bytes,
-            "archive_bytes": os.path.getsize(archive), "archive": archive,
+    archive_bytes = os.path.getsize(archive)
+    os.unlink(archive)
+    up = upload.main(env, workdir, pg_pid, cworker, contenders)
+    return {"upload": up, "stanzas": stanzas, "files": nfiles, "text_bytes": text_bytes,
+            "archive_bytes": archive_bytes, "archive": archive,
             "sha256sum_seconds": round(sha_s, 2), "gzip_dc_seconds": round(gunzip_s, 2),
             "results": results, "cworker": cworker}
 
@@ -294,4 +298,4 @@ def report(large):
                                   py["rss_peak_mib"] / cw["rss_peak_mib"],
                                   cw["pg_cpu_seconds"] / py["pg_cpu_seconds"]
                                   if py["pg_cpu_seconds"] else 0))
-    return out + floors
+    return out + floors + upload.report(large.get("upload"))

@@ -5,6 +5,11 @@
  * the celeryev exchange with "worker.#", no acks). The events go into a cluster_table
  * (ops/cluster_table.h) under a mutex; GET /v1/worker/cluster reads it.
  *
+ * It listens only while someone reads: the first cluster_watch_json subscribes (the table
+ * fills with the next heartbeats, within 2 s), and 120 s without a reading unsubscribe
+ * again and forget the table, so a worker nobody watches adds no event traffic (every
+ * receiver gets every worker's heartbeat every 2 s).
+ *
  * The connection is best effort, as Celery's receivers are: when it fails the thread
  * says so (receiver.connected false, receiver.error) and reconnects every few seconds;
  * the table it had keeps ageing, so its workers turn "lost". */
@@ -28,6 +33,7 @@ struct cluster_watch {
     pthread_mutex_t lock; /* guards everything below */
     struct cluster_table table;
     bool connected;
+    double read_at;                  /* monotonic time of the last cluster_watch_json; 0: never */
     char queue[128];                 /* the receiver queue's name */
     char error[CW_ERROR_DETAIL_MAX]; /* why the last connection failed; "" when none did */
 };

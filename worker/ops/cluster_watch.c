@@ -15,6 +15,7 @@
 #define HEARTBEAT_S      10  /* AMQP heartbeat: a dead broker is noticed while idle */
 #define CONSUMER_TAG     "cworker-http-events"
 #define RECEIVER_ARGS_SZ 512
+#define IDLE_S           120.0 /* unsubscribed this long after the last reading */
 
 static void set_state(struct cluster_watch *w, bool connected, const char *error)
 {
@@ -61,23 +62,43 @@ static void take_event(struct cluster_watch *w, const amqp_envelope_t *env)
     json_object_put(event);
 }
 
-/* Consumes until the connection fails or stop is set. */
-static void receive(struct cluster_watch *w, struct mq_conn *c)
+/* Someone read the table lately (an open dashboard reads it every 3 s). */
+static bool wanted(struct cluster_watch *w)
 {
-    while (!atomic_load(&w->stop)) {
+    pthread_mutex_lock(&w->lock);
+    bool yes = w->read_at > 0 && clock_monotonic() - w->read_at < IDLE_S;
+    pthread_mutex_unlock(&w->lock);
+    return yes;
+}
+
+/* Consumes until the connection fails (returns -1), stop is set or nobody reads (0). */
+static int receive(struct cluster_watch *w, struct mq_conn *c)
+{
+    while (!atomic_load(&w->stop) && wanted(w)) {
         amqp_envelope_t env;
         struct cw_error err;
         int rc = mq_conn_next_delivery(c, WAIT_MS, &env, &err);
         if (rc < 0) {
             log_warn("event receiver: %s; reconnecting in %.0f s", err.message, RECONNECT_S);
             set_state(w, false, err.message);
-            return;
+            return -1;
         }
         if (rc == 1) {
             take_event(w, &env);
             amqp_destroy_envelope(&env);
         }
     }
+    return 0;
+}
+
+/* Nobody looks: the table would only go stale. */
+static void go_idle(struct cluster_watch *w)
+{
+    log_info("event receiver: nobody read the workers for %.0f s, unsubscribed", IDLE_S);
+    pthread_mutex_lock(&w->lock);
+    w->connected = false;
+    cluster_table_free(&w->table);
+    pthread_mutex_unlock(&w->lock);
 }
 
 static void pause_unless_stopped(struct cluster_watch *w, double seconds)
@@ -96,6 +117,10 @@ static void *run(void *arg)
     while (!atomic_load(&w->stop)) {
         struct mq_conn c;
         struct cw_error err;
+        if (!wanted(w)) {
+            pause_unless_stopped(w, WAIT_MS / 1000.0);
+            continue;
+        }
         if (mq_conn_open_any(&c, cfg->broker_url, HEARTBEAT_S, &tls, &next, &err) != 0) {
             set_state(w, false, err.message);
             pause_unless_stopped(w, RECONNECT_S);
@@ -109,11 +134,15 @@ static void *run(void *arg)
             continue;
         }
         set_state(w, true, NULL);
-        receive(w, &c);
-        if (atomic_load(&w->stop))
-            mq_conn_close(&c); /* the broker deletes the exclusive queue with it */
-        else
+        log_info("event receiver: listening on %s", w->queue);
+        if (receive(w, &c) != 0) {
             mq_conn_abandon(&c);
+            pause_unless_stopped(w, RECONNECT_S);
+            continue;
+        }
+        mq_conn_close(&c); /* the broker deletes the exclusive queue with it */
+        if (!atomic_load(&w->stop))
+            go_idle(w);
     }
     return NULL;
 }
@@ -147,6 +176,7 @@ json_object *cluster_watch_json(struct cluster_watch *w)
 {
     json_object *out = json_object_new_object(), *receiver = json_object_new_object();
     pthread_mutex_lock(&w->lock);
+    w->read_at = clock_monotonic();
     json_object_object_add(receiver, "connected", json_object_new_boolean(w->connected));
     json_object_object_add(receiver, "queue",
                            w->queue[0] ? json_object_new_string(w->queue) : NULL);

@@ -232,6 +232,28 @@ def test_replay_on_a_network_listener_needs_a_token(denv, tmp_path):
         net.stop(denv)
 
 
+def test_delay_queues_forget_a_retry_once_it_ran(denv, dash, tmp_path):
+    """A retry waiting in Q.retry.1s is listed with its due time only while it waits: once it
+    ran (and failed for good, MAX_RETRIES 1) the database says no retry waits there."""
+    queue = "cwit.dash.retry.%s" % uuid.uuid4().hex[:8]
+    w = start_worker(denv, queue, tmp_path / "worker.log", {"RETRY_DELAYS": "1",
+                                                            "MAX_RETRIES": "1"})
+    try:
+        run_id = missing_blob_run(denv, producer.celery_app(denv.broker_url), queue)
+        run = wait_for_final_status(denv, run_id, worker=w)
+        assert run["status"] == "FAILED" and run["retry_count"] == 1, run
+        row = denv.row("SELECT retry_queue, retry_due_at FROM cworker_tasks WHERE run_id = %s",
+                       (run_id,))
+        assert row == {"retry_queue": None, "retry_due_at": None}, row
+        names = [d["name"] for d in dash.get_json("/v1/worker/dashboard")[1]["database"]
+                 ["delay_queues"]]
+        assert queue + ".retry.1s" not in names, names
+    finally:
+        w.stop()
+        w.check_log()
+        denv.delete_queues(queue, queue + ".dead", queue + ".retry.1s")
+
+
 # ----------------------------------------------------------------------------- browser
 
 

@@ -405,6 +405,15 @@ def stop_python_worker(proc):
             proc.wait()
 
 
+def publish_worker_event(env, event):
+    """One event on the celeryev exchange, as any client on the broker may send."""
+    from kombu import Connection, Exchange, Producer
+
+    with Connection(env.broker_url) as c:
+        Producer(c.channel(), exchange=Exchange("celeryev", type="topic")).publish(
+            event, routing_key=event["type"].replace("-", "."), serializer="json")
+
+
 def cluster_by_host(hw):
     status, body = hw.get_json("/v1/worker/cluster")
     assert status == 200, body
@@ -455,6 +464,13 @@ def test_page_shows_the_workers_on_the_broker_and_when_retries_are_due(denv, bro
         assert (mine["scheduled"], mine["next_due_at"]) == (1, due_at), mine
         assert 0 < mine["next_due_in_seconds"] <= 60
 
+        # Anyone on the broker can send events: a hostile host name is text on the page.
+        publish_worker_event(denv, {"hostname": HOSTILE, "type": "worker-heartbeat",
+                                    "freq": 2.0, "active": 0, "processed": 0,
+                                    "concurrency": "<b>4</b>", "timestamp": time.time()})
+        assert wait_for(lambda: HOSTILE in cluster_by_host(a)[0])
+        want.append(HOSTILE)
+
         # The page, in a real browser.
         browser.goto(a.base + "/")
         rows = browser.wait(
@@ -468,6 +484,7 @@ def test_page_shows_the_workers_on_the_broker_and_when_retries_are_due(denv, bro
         assert by_host[names["a"]][4] == "online (this worker)", rows
         assert by_host[names["b"]][4] == "online", rows
         assert by_host[names["py"]][1] == "–", rows
+        assert by_host[HOSTILE][1] == "–", rows  # a concurrency that is not a number is dropped
         browser.wait("!!document.querySelector('#dlq-table tr[data-task-id=\"%s\"]')" % dead,
                      what="the queues and the dead letter %s" % dead)
         queues = {r[0]: r for r in browser.table("queue-table")}
@@ -479,7 +496,7 @@ def test_page_shows_the_workers_on_the_broker_and_when_retries_are_due(denv, bro
             "document.querySelector('#dlq-table tr[data-task-id=\"%s\"] td.msg').textContent"
             % dead)
         assert reason == HOSTILE
-        assert browser.evaluate("document.querySelectorAll('img').length") == 0
+        assert browser.evaluate("document.querySelectorAll('img, b').length") == 0
         SCREENSHOT.parent.mkdir(exist_ok=True)
         browser.screenshot(SCREENSHOT)
         assert SCREENSHOT.stat().st_size > 10000

@@ -36,6 +36,14 @@
 /* Seconds between worker-heartbeat events (Celery's default; receivers consider a worker
  * offline when no heartbeat came for 2 * freq). */
 #define CELERY_EVENTS_HEARTBEAT_FREQ 2.0
+/* What Celery's EventReceiver declares to listen (celery/events/receiver.py): a queue
+ * "celeryev.<unique>", not durable, auto-delete, with event_queue_ttl (5 s: an event
+ * nobody read in time is stale) and event_queue_expires (60 s) as x-message-ttl and
+ * x-expires, bound to the events exchange; "worker.#" gets the worker-* events only. */
+#define CELERY_EVENTS_RECEIVER_PREFIX         "celeryev."
+#define CELERY_EVENTS_RECEIVER_MESSAGE_TTL_MS 5000
+#define CELERY_EVENTS_RECEIVER_EXPIRES_MS     60000
+#define CELERY_EVENTS_WORKER_BINDING          "worker.#"
 /* Celery's Task.resultrepr_maxsize: task-succeeded carries at most this much of the result. */
 #define CELERY_EVENTS_RESULT_REPR_MAX 1024
 
@@ -83,6 +91,9 @@ struct celery_worker_load {
     int active;         /* tasks executing now */
     uint64_t processed; /* tasks finished since start, all outcomes */
     double loadavg[3];  /* getloadavg(); rounded up to 2 decimals here, as Celery does */
+    int concurrency;    /* > 0: sent as "concurrency", cworker's own field (the executors; a
+                           Celery heartbeat has none, and receivers ignore fields they do
+                           not know), so the dashboard can show it; 0: left out */
 };
 
 /* The messages below are initialised here (*out); release them with celery_event_msg_free,
@@ -92,6 +103,10 @@ CW_MUST_CHECK int celery_events_worker(const struct celery_worker_identity *w,
                                        enum celery_worker_event type,
                                        const struct celery_worker_load *load, double now,
                                        struct celery_event_msg *out, struct cw_error *err);
+
+/* The arguments of the receiver queue above (x-message-ttl, x-expires), in pool. */
+CW_MUST_CHECK int celery_events_receiver_arguments(amqp_pool_t *pool, amqp_table_t *out,
+                                                   struct cw_error *err);
 
 /* "task-received" {uuid, name, args, kwargs, root_id, parent_id, retries, eta, expires}:
  * args/kwargs are the message's argsrepr/kwargsrepr (a repr of the arguments when the

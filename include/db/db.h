@@ -99,9 +99,10 @@ struct db_tick {
 
 /* A failure to record for a run. */
 struct db_run_error {
-    bool final;      /* FAILED; false: a pending retry (status stays PARSING) */
-    int retry_count; /* the run's retry_count from now on */
-    double retry_in; /* seconds until the retry is due (final=false) */
+    bool final;              /* FAILED; false: a pending retry (status stays PARSING) */
+    int retry_count;         /* the run's retry_count from now on */
+    double retry_in;         /* seconds until the retry is due (final=false) */
+    const char *retry_queue; /* the delay queue it waits in (final=false), or NULL: unknown */
     const char *message, *traceback, *metrics_json;
     double stale_for; /* > 0: only while the run's heartbeat is at least this old (sweeper) */
 };

@@ -2,8 +2,9 @@
  * down once. Every message is a JSON object with "type":
  *
  *   supervisor -> executor
- *     task    {"seq", "task": <celery/task_json.h>, "hard_limit", "forced"?: {"class",
- *              "message"}}   run it (or, with forced, record that failure instead)
+ *     task    {"seq", "task": <celery/task_json.h>, "hard_limit", "queue"?, "forced"?: {"class",
+ *              "message"}}   run it (or, with forced, record that failure instead); queue:
+ *              the queue it came from (a retry's delay queue is named after it)
  *     sweep   {}             look for stuck runs
  *   executor -> supervisor
  *     ready   {}             started up, once
@@ -49,10 +50,13 @@ struct proto_task {
     double hard_limit;              /* seconds, as the supervisor enforces it */
     enum cw_error_class forced_cls; /* CW_ERR_NONE: run the task */
     char forced_message[CW_ERROR_DETAIL_MAX];
+    char queue[256]; /* the queue the task came from; "" when the message did not say */
 };
 
+/* queue may be NULL (left out). */
 json_object *proto_task_encode(uint64_t seq, const struct celery_task *t, double hard_limit,
-                               enum cw_error_class forced_cls, const char *forced_message);
+                               enum cw_error_class forced_cls, const char *forced_message,
+                               const char *queue);
 /* *out is always freeable with proto_task_free, also after a failure. seq is set whenever
  * the message had one, so a refusal can name it. */
 CW_MUST_CHECK int proto_task_decode(json_object *msg, struct proto_task *out, struct cw_error *err);

@@ -8,6 +8,11 @@
  *   recent_failures up to 10 FAILED runs, latest completed_at first:
  *                   [{"run_id", "label", "error_message", "retry_count", "completed_at",
  *                     "error_traceback"}]
+ *   delay_queues    retries waiting, per delay queue, whichever worker scheduled them
+ *                   (cworker_tasks.retry_queue, migration 007), by name:
+ *                   [{"name": "Q.retry.60s", "scheduled": n, "next_due_at": ISO-8601,
+ *                     "next_due_in_seconds": s (negative: overdue, e.g. held by a busy
+ *                     worker)}]
  * PostgreSQL builds the JSON (json_build_object), so every string is JSON-escaped there;
  * the page still treats every value as text. */
 #ifndef CWORKER_DASHBOARD_DATA_H

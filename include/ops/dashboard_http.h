@@ -5,16 +5,31 @@
 
 #include "base/config.h"
 
+#include <json-c/json.h>
 #include <microhttpd.h>
 #include <stdbool.h>
+
+/* The last answer of GET /v1/worker/queues, served again for QUEUES_CACHE_SECONDS
+ * (dashboard_http.c): every open dashboard asks every 3 s, and each reading costs the
+ * broker a connection and a basic.get of every dead letter shown. A replay drops it.
+ * The listener serves one request at a time, so it needs no lock. */
+struct dashboard_queues_cache {
+    json_object *body; /* owned; NULL: nothing cached */
+    unsigned status;
+    double at; /* monotonic time of the reading */
+};
+void dashboard_queues_cache_free(struct dashboard_queues_cache *cache);
 
 /* GET / and GET /runs/<id>. */
 enum MHD_Result dashboard_serve_page(struct MHD_Connection *c);
 /* GET /v1/worker/queues. */
-enum MHD_Result dashboard_serve_queues(const struct cw_config *cfg, struct MHD_Connection *c);
+enum MHD_Result dashboard_serve_queues(const struct cw_config *cfg,
+                                       struct dashboard_queues_cache *cache,
+                                       struct MHD_Connection *c);
 /* /v1/worker/dlq/replay, called with each of libmicrohttpd's calls for the request (the
  * body arrives in pieces); loopback: the listener is bound to a loopback address only. */
-enum MHD_Result dashboard_handle_replay(const struct cw_config *cfg, bool loopback,
+enum MHD_Result dashboard_handle_replay(const struct cw_config *cfg,
+                                        struct dashboard_queues_cache *cache, bool loopback,
                                         struct MHD_Connection *c, const char *method,
                                         const char *data, size_t *size, void **con_cls);
 /* MHD_OPTION_NOTIFY_COMPLETED: frees what dashboard_handle_replay kept in *con_cls. */

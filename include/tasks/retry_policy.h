@@ -20,6 +20,11 @@ struct retry_decision retry_policy_decide(enum cw_error_class cls, int retries, 
                                           const double *delays, int ndelays, double jitter_percent,
                                           double random01);
 
+/* Which of the ndelays delay queues (Q.retry.<delays[i]>s) the retry numbered next_retries
+ * waits in: the i-th retry in the i-th queue, the last one for every retry past the list
+ * (as the delays repeat). 0 when there is no list. */
+int retry_policy_slot(int next_retries, int ndelays);
+
 /* The error_message the run shows, per CONTRACT 1.8. */
 void retry_policy_message(enum cw_error_class cls, const struct retry_decision *d, int max_retries,
                           const char *msg, char *out, size_t len);

@@ -28,6 +28,7 @@ struct task_context {
     double started;                /* monotonic seconds */
     double soft_deadline;          /* monotonic seconds when the soft time limit hits */
     const struct cw_error *forced; /* non-NULL: do not run, record this failure (hard time limit) */
+    const char *queue;             /* the queue the task came from; "" when unknown */
 };
 
 struct task_report {

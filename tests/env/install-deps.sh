@@ -11,8 +11,9 @@ PACKAGES=(
   python3-celery python3-sqlalchemy python3-psycopg2 python3-pytest
   clang-format valgrind docker-compose libmicrohttpd-dev curl
   libcurl4-openssl-dev python3-boto3 xxd
-  # headless browser of tests/integration/test_dashboard.py (runs as root with --no-sandbox)
-  chromium
+  # headless browser of tests/integration/test_dashboard.py (runs as root with --no-sandbox),
+  # and the websocket client its tests drive it with over the DevTools protocol (tests/py/cdp.py)
+  chromium python3-websocket
 )
 # Node runs s3rver, the S3 stand-in of tests/integration/test_s3_storage.py (tests/env/
 # s3rver.sh installs it with npm). Asked for only when missing: a Node from elsewhere

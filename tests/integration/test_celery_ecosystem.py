@@ -311,6 +311,8 @@ def test_events_heartbeats_and_a_runs_task_events(env, eco_worker, client, node,
     assert hb["freq"] == 2.0 and isinstance(hb["processed"], int) and hb["active"] >= 0, hb
     assert len(hb["loadavg"]) == 3 and hb["pid"] == eco_worker.proc.pid, hb
     assert isinstance(hb["clock"], int) and isinstance(hb["timestamp"], float), hb
+    # cworker's own extra field (the dashboard's Workers table): Celery's Receiver keeps it.
+    assert hb["concurrency"] == 2, hb
 
     wait_pingable(app, node, eco_worker)
     assert broadcast(app, node, "enable_events")["ok"] in (

@@ -1,10 +1,14 @@
 """The operator's dashboard (issue 15): GET / and /runs/<id> on the HTTP listener, its JSON
-endpoints (/v1/worker/dashboard, /v1/worker/queues) and POST /v1/worker/dlq/replay.
+endpoints (/v1/worker/dashboard, /v1/worker/queues, /v1/worker/cluster) and POST
+/v1/worker/dlq/replay.
 
 The module works in a database of its own (as test_operating.py does), so the counts are
 exact: runs in several states are written, the JSON must give the database's numbers, and
 Debian's headless Chromium must show them after the page's scripts ran, with a hostile
-label shown as text. Without chromium the browser tests skip (the JSON tests still run).
+label shown as text. The last tests drive Chromium over the DevTools protocol
+(tests/py/cdp.py): the workers on the broker (two cworkers and a Python Celery worker),
+a retry's due time, and a click on a dead letter's replay button. Without chromium the
+browser tests skip (the JSON tests still run).
 """
 
 import datetime
@@ -23,8 +27,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from conftest import REPO, Env, _services_env, wait_for_final_status
-from test_cli import create_run, dead_letter_by_hand
+import faults
+import producer
+from conftest import REPO, Env, Worker, _services_env, start_worker, wait_for_final_status
+from test_cli import CONF, create_run, dead_letter_by_hand, set_run
 from test_operating import HttpWorker, free_port
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -81,10 +87,16 @@ def runs(denv):
 @pytest.fixture(scope="module")
 def dash(denv, runs, tmp_path_factory):
     """A worker with its listener on 127.0.0.1 and admin actions left off."""
-    hw = HttpWorker(denv, tmp_path_factory.mktemp("dashworker") / "worker.log")
+    hw = HttpWorker(denv, tmp_path_factory.mktemp("dashworker") / "worker.log",
+                    extra_env={"CWORKER_NODENAME": node("dash")})
     hw.wait_http(want=200)
     yield hw
     hw.stop(denv)
+
+
+def node(kind):
+    """A node name of its own: workers of the same name are one worker on the broker."""
+    return "cwdash-%s-%s@test" % (kind, uuid.uuid4().hex[:6])
 
 
 def db_counts(env):
@@ -137,8 +149,13 @@ def test_queues_json_lists_dead_letters(denv, dash):
     shown = q["dead"]["shown"]
     assert [(m["task_id"], m["run_id"], m["reason"]) for m in shown] == [
         (tid, run_id, "unknown task <x>")]
-    # Listing consumed nothing.
-    assert dash.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["messages"] == 1
+    # A reading is served again for a few seconds (age_seconds says how old it is); the
+    # next one shows the listing consumed nothing.
+    first_read = time.time() - body["age_seconds"]
+    fresh = wait_for(lambda: (lambda b: b if time.time() - b["age_seconds"] > first_read + 0.5
+                              else None)(dash.get_json("/v1/worker/queues")[1]))
+    assert fresh, "the queues were never read again"
+    assert fresh["queues"][0]["dead"]["messages"] == 1
 
 
 def test_pages_are_served(dash, runs):
@@ -169,9 +186,9 @@ def test_replay_refused_without_admin(denv, dash):
     status, body = post_replay(dash, tid)
     assert status == 403 and "CWORKER_HTTP_ADMIN=1" in body["detail"], body
     assert dash.get("/v1/worker/dlq/replay")[0] == 405
-    # Still there.
-    shown = dash.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["shown"]
-    assert tid in [m["task_id"] for m in shown]
+    # Still there (once the cached reading of the queues is renewed).
+    assert wait_for(lambda: tid in [m["task_id"] for m in dash.get_json(
+        "/v1/worker/queues")[1]["queues"][0]["dead"]["shown"]])
 
 
 @pytest.fixture
@@ -213,6 +230,28 @@ def test_replay_on_a_network_listener_needs_a_token(denv, tmp_path):
         assert status == 403 and "CWORKER_HTTP_TOKEN" in body["detail"], body
     finally:
         net.stop(denv)
+
+
+def test_delay_queues_forget_a_retry_once_it_ran(denv, dash, tmp_path):
+    """A retry waiting in Q.retry.1s is listed with its due time only while it waits: once it
+    ran (and failed for good, MAX_RETRIES 1) the database says no retry waits there."""
+    queue = "cwit.dash.retry.%s" % uuid.uuid4().hex[:8]
+    w = start_worker(denv, queue, tmp_path / "worker.log", {"RETRY_DELAYS": "1",
+                                                            "MAX_RETRIES": "1"})
+    try:
+        run_id = missing_blob_run(denv, producer.celery_app(denv.broker_url), queue)
+        run = wait_for_final_status(denv, run_id, worker=w)
+        assert run["status"] == "FAILED" and run["retry_count"] == 1, run
+        row = denv.row("SELECT retry_queue, retry_due_at FROM cworker_tasks WHERE run_id = %s",
+                       (run_id,))
+        assert row == {"retry_queue": None, "retry_due_at": None}, row
+        names = [d["name"] for d in dash.get_json("/v1/worker/dashboard")[1]["database"]
+                 ["delay_queues"]]
+        assert queue + ".retry.1s" not in names, names
+    finally:
+        w.stop()
+        w.check_log()
+        denv.delete_queues(queue, queue + ".dead", queue + ".retry.1s")
 
 
 # ----------------------------------------------------------------------------- browser
@@ -287,8 +326,9 @@ def test_browser_shows_the_database(denv, runs, dash):
     dead = dash.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]["shown"]
     assert [r[0] for r in page.tables["dlq-table"][1:]] == (
         [m["task_id"] for m in dead] or ["no dead letters"])
-    worker = page.tables["worker-table"][1]
-    assert worker[1:3] == ["2", "0"], worker
+    nodename = dash.get_json("/v1/worker/dashboard")[1]["worker"]["nodename"]
+    worker = [r for r in page.tables["worker-table"][1:] if r[0] == nodename]
+    assert [r[1:3] for r in worker] == [["2", "0"]], page.tables["worker-table"]
     # The refresh ran and succeeded (the status line says so, and not "update failed").
     assert re.search(r'<span id="updated" role="status"[^>]*>updated [^<]*</span>', dom), dom
 
@@ -308,3 +348,199 @@ def test_browser_run_page_and_screenshot(denv, runs, dash):
     browse(dash.base + "/", "--screenshot=%s" % narrow, "--window-size=390,1400",
            "--hide-scrollbars")
     assert narrow.stat().st_size > 5000
+
+
+# ----------------------------------------------------------------------------- DevTools
+
+
+@pytest.fixture
+def browser():
+    """Chromium driven over the DevTools protocol (tests/py/cdp.py)."""
+    import cdp
+
+    exe = chromium()
+    try:
+        b = cdp.Browser(exe)
+    except cdp.BrowserError as e:
+        pytest.skip("chromium's DevTools protocol is not usable here: %s" % e)
+    yield b
+    try:
+        assert not b.dialogs, "the page opened a dialog (markup from data ran): %s" % b.dialogs
+        assert not b.exceptions, "the page threw: %s" % b.exceptions
+    finally:
+        b.close()
+
+
+def missing_blob_run(env, celery, queue):
+    """A run whose blob is not in storage (transient: retried after 60 s, CONTRACT 1.8),
+    published to queue; returns its id once its first retry is scheduled."""
+    run_id = create_run(env, upload={"name": CONF[0], "data": CONF[1], "store": False})
+    faults.enqueue(env, celery, run_id, queue)
+    faults.wait_until(lambda: env.run(run_id)["retry_count"] == 1, 30, "run %d retried" % run_id)
+    return run_id
+
+
+def python_celery_worker(env, queue, hostname, log_path):
+    """A real Celery worker (Debian's python3-celery, tests/env/install-deps.sh) with events
+    on, on a queue of its own."""
+    penv = dict(os.environ, CELERY_BROKER_URL=env.broker_url,
+                PYTHONPATH=str(REPO / "tests" / "py"))
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "celery", "-A", "celery_cli_app", "worker", "-E", "-n",
+         hostname, "-Q", queue, "-P", "solo", "-c", "1", "--without-mingle", "--without-gossip",
+         "-l", "WARNING"], env=penv, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, cwd=str(REPO))
+    log.close()
+    return proc
+
+
+def stop_python_worker(proc):
+    if proc.poll() is None:
+        proc.terminate()  # warm shutdown: it sends worker-offline
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def publish_worker_event(env, event):
+    """One event on the celeryev exchange, as any client on the broker may send."""
+    from kombu import Connection, Exchange, Producer
+
+    with Connection(env.broker_url) as c:
+        Producer(c.channel(), exchange=Exchange("celeryev", type="topic")).publish(
+            event, routing_key=event["type"].replace("-", "."), serializer="json")
+
+
+def cluster_by_host(hw):
+    status, body = hw.get_json("/v1/worker/cluster")
+    assert status == 200, body
+    return {w["hostname"]: w for w in body["workers"]}, body["receiver"]
+
+
+def test_page_shows_the_workers_on_the_broker_and_when_retries_are_due(denv, browser,
+                                                                      tmp_path):
+    """Worker B (concurrency 3, no listener) schedules a retry; then worker A (concurrency
+    2, with the listener) joins the same queue, and a Python Celery worker runs elsewhere on
+    the broker. A's page lists all three from their heartbeat events, with the concurrency
+    cworker adds to its own (a Celery heartbeat has none), and the retry B published, with
+    when it is due, from the database."""
+    queue = "cwit.dash.cluster.%s" % uuid.uuid4().hex[:8]
+    names = {"a": node("a"), "b": node("b"), "py": node("py")}
+    b = start_worker(denv, queue, tmp_path / "b.log",
+                     {"CWORKER_NODENAME": names["b"], "CONCURRENCY": "3"})
+    py_queue = queue + ".python"
+    py = python_celery_worker(denv, py_queue, names["py"], tmp_path / "python-worker.log")
+    a = None
+    try:
+        run_id = missing_blob_run(denv, producer.celery_app(denv.broker_url), queue)
+        due_at = denv.scalar("SELECT cworker_iso8601(retry_due_at) FROM cworker_tasks "
+                             "WHERE run_id = %s AND retry_queue = %s", (run_id, queue + ".retry.60s"))
+        assert due_at, "the retry's delay queue and due time are not recorded"
+        a = HttpWorker(denv, tmp_path / "a.log", queue=queue,
+                       extra_env={"CWORKER_NODENAME": names["a"], "CONCURRENCY": "2"})
+        a.wait_http(want=200)
+        dead = dead_letter_by_hand(denv, queue, create_run(denv), reason=HOSTILE)
+
+        # The JSON: every worker online, cworker's with their concurrency.
+        want = [names["a"], names["b"], names["py"]]
+        seen = wait_for(lambda: (lambda c: c if all(
+            n in c and c[n]["state"] == "online" for n in want) else None)(cluster_by_host(a)[0]),
+            timeout=45)
+        assert seen, "not all of %s online: %s\n(Python worker: %s)" % (
+            want, cluster_by_host(a), (tmp_path / "python-worker.log").read_text()[-2000:])
+        assert (seen[names["a"]]["concurrency"], seen[names["b"]]["concurrency"]) == (2, 3)
+        assert seen[names["a"]]["sw_ident"] == "cworker"
+        assert seen[names["py"]]["sw_ident"] == "py-celery"
+        assert seen[names["py"]]["concurrency"] is None  # Celery's heartbeat does not say
+        assert cluster_by_host(a)[1]["connected"] is True
+
+        # The database part: B's retry, waiting in queue.retry.60s, due at the recorded time.
+        delays = {d["name"]: d for d in a.get_json("/v1/worker/dashboard")[1]["database"]
+                  ["delay_queues"]}
+        mine = delays[queue + ".retry.60s"]
+        assert (mine["scheduled"], mine["next_due_at"]) == (1, due_at), mine
+        assert 0 < mine["next_due_in_seconds"] <= 60
+
+        # Anyone on the broker can send events: a hostile host name is text on the page.
+        publish_worker_event(denv, {"hostname": HOSTILE, "type": "worker-heartbeat",
+                                    "freq": 2.0, "active": 0, "processed": 0,
+                                    "concurrency": "<b>4</b>", "timestamp": time.time()})
+        assert wait_for(lambda: HOSTILE in cluster_by_host(a)[0])
+        want.append(HOSTILE)
+
+        # The page, in a real browser.
+        browser.goto(a.base + "/")
+        rows = browser.wait(
+            "(() => { const r = Array.from(document.querySelectorAll('#worker-table tbody tr'),"
+            " tr => Array.from(tr.cells, c => c.textContent.trim()));"
+            " return %s.every(n => r.some(x => x[0] === n)) ? r : null; })()" % json.dumps(want),
+            timeout=30, what="the workers %s in the Workers table" % want)
+        by_host = {r[0]: r for r in rows}
+        assert by_host[names["a"]][1:3] == ["2", "0"], rows
+        assert by_host[names["b"]][1] == "3", rows
+        assert by_host[names["a"]][4] == "online (this worker)", rows
+        assert by_host[names["b"]][4] == "online", rows
+        assert by_host[names["py"]][1] == "–", rows
+        assert by_host[HOSTILE][1] == "–", rows  # a concurrency that is not a number is dropped
+        browser.wait("!!document.querySelector('#dlq-table tr[data-task-id=\"%s\"]')" % dead,
+                     what="the queues and the dead letter %s" % dead)
+        queues = {r[0]: r for r in browser.table("queue-table")}
+        retry = queues[queue + ".retry.60s"]
+        assert retry[1] == "1", retry
+        assert re.fullmatch(r"in [0-9]+ s \(%s UTC\)" % due_at[11:19], retry[2]), retry
+        assert queues[queue + ".dead"][1] == "1"
+        reason = browser.evaluate(
+            "document.querySelector('#dlq-table tr[data-task-id=\"%s\"] td.msg').textContent"
+            % dead)
+        assert reason == HOSTILE
+        assert browser.evaluate("document.querySelectorAll('img, b').length") == 0
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        browser.screenshot(SCREENSHOT)
+        assert SCREENSHOT.stat().st_size > 10000
+
+        # B leaves: its worker-offline event marks it offline at once.
+        b.stop()
+        b.check_log()
+        gone = wait_for(lambda: cluster_by_host(a)[0][names["b"]]["state"] == "offline")
+        assert gone, cluster_by_host(a)
+        browser.wait("document.querySelector('#worker-table tr[data-hostname=\"%s\"]')"
+                     ".dataset.state === 'offline'" % names["b"], what="B shown offline")
+    finally:
+        stop_python_worker(py)
+        denv.delete_queues(py_queue)
+        b.stop()
+        if a is not None:
+            a.stop(denv)
+
+
+def test_replay_button_click_in_the_browser_runs_the_task(denv, admin_worker, browser):
+    """The operator clicks the replay button of the dead letter with the hostile label and
+    reason: the dead letter goes back to its queue, the run completes, and the page no longer
+    lists it."""
+    hw = admin_worker
+    run_id = create_run(denv)
+    set_run(denv, run_id, label=HOSTILE)
+    tid = dead_letter_by_hand(denv, hw.queue, run_id, reason=HOSTILE)
+    keep = dead_letter_by_hand(denv, hw.queue, create_run(denv))
+    browser.goto(hw.base + "/")
+    button = 'button[data-task-id="%s"]' % tid
+    browser.wait("!!document.querySelector(%s)" % json.dumps(button), what="the replay button")
+    assert browser.evaluate(
+        "document.querySelector('#dlq-table tr[data-task-id=\"%s\"] td.msg').textContent"
+        % tid) == HOSTILE
+    browser.click(button)
+    run = wait_for_final_status(denv, run_id, worker=hw.worker)
+    assert run["status"] == "COMPLETE" and run["task_id"] == tid, run
+    assert run["label"] == HOSTILE
+    browser.wait("document.getElementById('replay-result').textContent === %s"
+                 % json.dumps("replayed " + tid), what="the replay's answer")
+    # Gone from the page (it refreshes after the replay), the other dead letter still there.
+    browser.wait("!document.querySelector(%s) && !!document.querySelector("
+                 "'button[data-task-id=\"%s\"]')" % (json.dumps(button), keep),
+                 what="the replayed dead letter gone, the other one listed")
+    assert [m["task_id"] for m in hw.get_json("/v1/worker/queues")[1]["queues"][0]["dead"]
+            ["shown"]] == [keep]
+    browser.screenshot(SCREENSHOT.with_name("dashboard-replayed.png"))

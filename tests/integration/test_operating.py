@@ -84,11 +84,11 @@ def cli(env, *args):
 
 
 class HttpWorker:
-    """A worker with an HTTP listener and JSON logs, on a queue of its own."""
+    """A worker with an HTTP listener and JSON logs, on a queue of its own (or `queue`)."""
 
-    def __init__(self, env, log_path, listen=None, extra_env=None, wait=True):
+    def __init__(self, env, log_path, listen=None, extra_env=None, wait=True, queue=None):
         self.port = free_port()
-        self.queue = "cwit.operating.%s" % uuid.uuid4().hex[:8]
+        self.queue = queue or "cwit.operating.%s" % uuid.uuid4().hex[:8]
         self.base = "http://127.0.0.1:%d" % self.port
         settings = {"CWORKER_HTTP": listen or "127.0.0.1:%d" % self.port,
                     "LOG_FORMAT": "json", "CONCURRENCY": "2"}

@@ -109,7 +109,7 @@ static void test_utcoffset_is_celerys(void **state)
 
 static void test_heartbeat_is_celerys(void **state)
 {
-    struct celery_worker_load load = {CELERY_EVENTS_HEARTBEAT_FREQ, 0, 4, {0.821, 0.82, 0.6}};
+    struct celery_worker_load load = {CELERY_EVENTS_HEARTBEAT_FREQ, 0, 4, {0.821, 0.82, 0.6}, 0};
     struct celery_event_msg m;
     struct cw_error err;
     (void)state;
@@ -129,9 +129,49 @@ static void test_heartbeat_is_celerys(void **state)
     celery_event_msg_free(&m);
 }
 
+/* cworker's own field: the executors, after Celery's fields (receivers ignore it). */
+static void test_heartbeat_carries_concurrency_when_set(void **state)
+{
+    struct celery_worker_load load = {2.0, 1, 4, {0, 0, 0}, 8};
+    struct celery_event_msg m;
+    struct cw_error err;
+    json_object *b, *v;
+    (void)state;
+    assert_int_equal(celery_events_worker(&ident, CELERY_WORKER_HEARTBEAT, &load, NOW, &m, &err),
+                     0);
+    b = parsed_body(&m);
+    assert_true(json_object_object_get_ex(b, "concurrency", &v));
+    assert_int_equal(json_object_get_int(v), 8);
+    assert_true(json_object_object_get_ex(b, "active", &v));
+    assert_int_equal(json_object_get_int(v), 1);
+    json_object_put(b);
+    celery_event_msg_free(&m);
+}
+
+static void test_receiver_queue_arguments_are_celerys(void **state)
+{
+    amqp_pool_t pool;
+    amqp_table_t t;
+    struct cw_error err;
+    (void)state;
+    init_amqp_pool(&pool, 256);
+    assert_int_equal(celery_events_receiver_arguments(&pool, &t, &err), 0);
+    assert_int_equal(t.num_entries, 2);
+    for (int i = 0; i < t.num_entries; i++) {
+        amqp_table_entry_t *e = &t.entries[i];
+        bool ttl = e->key.len == 13 && memcmp(e->key.bytes, "x-message-ttl", 13) == 0;
+        bool expires = e->key.len == 9 && memcmp(e->key.bytes, "x-expires", 9) == 0;
+        assert_true(ttl || expires);
+        int64_t ms =
+            e->value.kind == AMQP_FIELD_KIND_I64 ? e->value.value.i64 : (int64_t)e->value.value.i32;
+        assert_int_equal(ms, ttl ? 5000 : 60000); /* event_queue_ttl 5.0, expires 60.0 */
+    }
+    empty_amqp_pool(&pool);
+}
+
 static void test_worker_online_offline(void **state)
 {
-    struct celery_worker_load load = {2.0, 1, 17, {0, 0, 0}};
+    struct celery_worker_load load = {2.0, 1, 17, {0, 0, 0}, 0};
     struct celery_event_msg m;
     struct cw_error err;
     json_object *b, *v;
@@ -296,7 +336,7 @@ static void test_task_rejected_revoked(void **state)
 static void test_refusals_leave_freeable_messages(void **state)
 {
     struct celery_worker_identity nobody = ident;
-    struct celery_worker_load load = {2.0, 0, 0, {0, 0, 0}};
+    struct celery_worker_load load = {2.0, 0, 0, {0, 0, 0}, 0};
     struct celery_event_msg m;
     struct cw_error err;
     (void)state;
@@ -320,6 +360,8 @@ int main(void)
         cmocka_unit_test(test_utcoffset_is_celerys),
         cmocka_unit_test_setup(test_heartbeat_is_celerys, setup),
         cmocka_unit_test_setup(test_worker_online_offline, setup),
+        cmocka_unit_test_setup(test_heartbeat_carries_concurrency_when_set, setup),
+        cmocka_unit_test(test_receiver_queue_arguments_are_celerys),
         cmocka_unit_test_setup(test_task_received_is_celerys, setup),
         cmocka_unit_test_setup(test_task_received_retry_and_protocol1, setup),
         cmocka_unit_test_setup(test_task_started_succeeded, setup),

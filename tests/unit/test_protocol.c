@@ -45,7 +45,7 @@ static void test_task_round_trip(void **state)
     (void)state;
     struct celery_task t;
     small_task(&t);
-    json_object *m = through_text(proto_task_encode(17, &t, 3600.5, CW_ERR_NONE, NULL));
+    json_object *m = through_text(proto_task_encode(17, &t, 3600.5, CW_ERR_NONE, NULL, "celery"));
     assert_int_equal(proto_type_of(m), PROTO_TASK);
     assert_false(json_object_object_get_ex(m, "forced", NULL));
     struct proto_task got;
@@ -56,6 +56,7 @@ static void test_task_round_trip(void **state)
     assert_true(got.hard_limit == 3600.5);
     assert_int_equal(got.forced_cls, CW_ERR_NONE);
     assert_string_equal(got.forced_message, "");
+    assert_string_equal(got.queue, "celery");
     assert_string_equal(got.task.id, "tid-1");
     assert_string_equal(got.task.task, "app.worker.tasks.parse_run");
     assert_int_equal(got.task.retries, 3);
@@ -74,7 +75,7 @@ static void test_task_with_a_forced_outcome(void **state)
     struct celery_task t;
     small_task(&t);
     const char *why = "TimeLimitExceeded(3600.0): killed by the supervisor";
-    json_object *m = through_text(proto_task_encode(UINT64_MAX, &t, 60, CW_ERR_TIMEOUT, why));
+    json_object *m = through_text(proto_task_encode(UINT64_MAX, &t, 60, CW_ERR_TIMEOUT, why, NULL));
     json_object *f = json_object_object_get(m, "forced");
     assert_string_equal(json_object_get_string(json_object_object_get(f, "class")), "timeout");
     struct proto_task got;
@@ -88,10 +89,11 @@ static void test_task_with_a_forced_outcome(void **state)
     json_object_put(m);
 
     /* a NULL message travels as "" */
-    m = through_text(proto_task_encode(2, &t, 60, CW_ERR_PERMANENT, NULL));
+    m = through_text(proto_task_encode(2, &t, 60, CW_ERR_PERMANENT, NULL, NULL));
     assert_int_equal(proto_task_decode(m, &got, &err), 0);
     assert_int_equal(got.forced_cls, CW_ERR_PERMANENT);
     assert_string_equal(got.forced_message, "");
+    assert_string_equal(got.queue, ""); /* not sent: none */
     proto_task_free(&got);
     json_object_put(m);
     celery_task_free(&t);
@@ -266,7 +268,7 @@ static void test_type_of_every_message(void **state)
         json_object *m;
         enum proto_type want;
     } cases[] = {
-        {proto_task_encode(1, &t, 1, CW_ERR_NONE, NULL), PROTO_TASK},
+        {proto_task_encode(1, &t, 1, CW_ERR_NONE, NULL, NULL), PROTO_TASK},
         {proto_bare(PROTO_SWEEP), PROTO_SWEEP},
         {proto_bare(PROTO_READY), PROTO_READY},
         {proto_started(2), PROTO_STARTED},

@@ -146,6 +146,18 @@ static void test_message_truncates(void **state)
     assert_string_equal(out, "Failed after 3 ");
 }
 
+/* The delay queue of each retry: the i-th in the i-th, the last for every later one. */
+static void test_slot_per_retry(void **state)
+{
+    (void)state;
+    assert_int_equal(retry_policy_slot(1, 3), 0);
+    assert_int_equal(retry_policy_slot(2, 3), 1);
+    assert_int_equal(retry_policy_slot(3, 3), 2);
+    assert_int_equal(retry_policy_slot(7, 3), 2);
+    assert_int_equal(retry_policy_slot(0, 3), 0); /* a corrupt count: the first */
+    assert_int_equal(retry_policy_slot(2, 0), 0); /* no list: never an index below 0 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_out_of_range_inputs),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_message_truncates),
+        cmocka_unit_test(test_slot_per_retry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

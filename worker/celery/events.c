@@ -121,10 +121,24 @@ int celery_events_worker(const struct celery_worker_identity *w, enum celery_wor
     json_object_object_add(e, "active", json_object_new_int(load->active));
     json_object_object_add(e, "processed", json_object_new_int64((int64_t)load->processed));
     json_object_object_add(e, "loadavg", avg);
+    if (load->concurrency > 0)
+        json_object_object_add(e, "concurrency", json_object_new_int(load->concurrency));
     json_object_object_add(e, "sw_ident", celery_json_string_or_null(w->sw_ident));
     json_object_object_add(e, "sw_ver", celery_json_string_or_null(w->sw_ver));
     json_object_object_add(e, "sw_sys", celery_json_string_or_null(w->sw_sys));
     return finish(w, worker_event_types[type], e, now, out, err);
+}
+
+int celery_events_receiver_arguments(amqp_pool_t *pool, amqp_table_t *out, struct cw_error *err)
+{
+    json_object *args = json_object_new_object();
+    json_object_object_add(args, "x-message-ttl",
+                           json_object_new_int(CELERY_EVENTS_RECEIVER_MESSAGE_TTL_MS));
+    json_object_object_add(args, "x-expires",
+                           json_object_new_int(CELERY_EVENTS_RECEIVER_EXPIRES_MS));
+    int rc = mq_json_to_table(args, pool, out, err);
+    json_object_put(args);
+    return rc;
 }
 
 /* ---- task events (celery/worker/strategy.py and request.py) ---- */

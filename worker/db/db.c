@@ -146,7 +146,8 @@ int db_task_begin(struct db *db, long run_id, const char *task_id, int retries,
                     "ON CONFLICT (task_id) DO UPDATE SET "
                     "  attempts = CASE WHEN t.attempt_retries = EXCLUDED.attempt_retries "
                     "                  THEN t.attempts + 1 ELSE 1 END, "
-                    "  attempt_retries = EXCLUDED.attempt_retries, updated_at = now() "
+                    "  attempt_retries = EXCLUDED.attempt_retries, retry_queue = NULL, "
+                    "  updated_at = now() "
                     "RETURNING attempts, coalesce(status, ''), result::text",
                     3, values, err);
     if (!res)
@@ -276,7 +277,7 @@ int db_stuck_run_claim(struct db *db, const struct db_stuck_run *run, double vis
         "         error_message = $3 "
         "   WHERE id = $1::bigint AND upper(status) = 'PARSING' AND task_id = $4 "
         "     AND last_heartbeat < now() - make_interval(secs => $2::float8) RETURNING id) "
-        "UPDATE cworker_tasks SET retry_due_at = now(), updated_at = now() "
+        "UPDATE cworker_tasks SET retry_due_at = now(), retry_queue = NULL, updated_at = now() "
         " WHERE task_id = $4 AND EXISTS (SELECT 1 FROM claimed) RETURNING task_id",
         4, values, err);
     if (!res)

@@ -77,9 +77,10 @@ struct executor_dbs {
 };
 
 static void run_task(struct executor_dbs *dbs, const struct cw_config *cfg,
-                     const struct celery_task *t, const struct cw_error *forced,
+                     const struct proto_task *pt, const struct cw_error *forced,
                      struct task_report *report)
 {
+    const struct celery_task *t = &pt->task;
     struct db *db = &dbs->task;
     const struct task_def *def = task_registry_find(t->task);
     if (!def) { /* the supervisor dead-letters unknown tasks; this is a safety net */
@@ -96,7 +97,8 @@ static void run_task(struct executor_dbs *dbs, const struct cw_config *cfg,
         report->outcome = TASK_REQUEUE;
         return;
     }
-    struct task_context ctx = {.db = db, .heartbeat_db = &dbs->heartbeat, .cfg = cfg};
+    struct task_context ctx = {
+        .db = db, .heartbeat_db = &dbs->heartbeat, .cfg = cfg, .queue = pt->queue};
     ctx.started = clock_monotonic();
     double soft = t->has_soft_time_limit ? t->soft_time_limit : cfg->soft_time_limit;
     ctx.soft_deadline = ctx.started + soft;
@@ -151,7 +153,7 @@ static void handle_task(int fd, struct executor_dbs *dbs, const struct cw_config
     if (pt.forced_cls != CW_ERR_NONE)
         CW_FAIL(&forced, pt.forced_cls, "%s", pt.forced_message);
     double started = clock_monotonic();
-    run_task(dbs, cfg, t, pt.forced_cls != CW_ERR_NONE ? &forced : NULL, &report);
+    run_task(dbs, cfg, &pt, pt.forced_cls != CW_ERR_NONE ? &forced : NULL, &report);
     if (cw_xalloc_reserve_used()) /* the task hit the ceiling and has failed: re-arm */
         cw_xalloc_reserve(MEMORY_RESERVE_BYTES);
     log_outcome(t, &report, started);

@@ -80,12 +80,15 @@ uint64_t proto_seq(json_object *msg)
 }
 
 json_object *proto_task_encode(uint64_t seq, const struct celery_task *t, double hard_limit,
-                               enum cw_error_class forced_cls, const char *forced_message)
+                               enum cw_error_class forced_cls, const char *forced_message,
+                               const char *queue)
 {
     json_object *m = typed(PROTO_TASK);
     add_seq(m, seq);
     json_object_object_add(m, "task", celery_task_to_json(t));
     json_object_object_add(m, "hard_limit", json_object_new_double(hard_limit));
+    if (queue)
+        json_object_object_add(m, "queue", json_object_new_string(queue));
     if (forced_cls != CW_ERR_NONE) {
         json_object *f = json_object_new_object();
         json_object_object_add(f, "class",
@@ -128,6 +131,8 @@ int proto_task_decode(json_object *msg, struct proto_task *out, struct cw_error 
     }
     if (json_object_object_get_ex(msg, "hard_limit", &v))
         out->hard_limit = json_object_get_double(v);
+    const char *queue = string_field(msg, "queue");
+    snprintf(out->queue, sizeof out->queue, "%s", queue ? queue : "");
     return decode_forced(msg, out, err);
 }
 

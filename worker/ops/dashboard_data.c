@@ -9,93 +9,46 @@
     "SELECT generate_series(date_trunc('minute', now()) - interval '59 minutes', "                 \
     "date_trunc('minute', now()), interval '1 minute') AS t"
 
-/* Runs finished in minute m.t with the given condition. */
-#define FINISHED_IN(cond)                                                                          \
+/* Runs finished in minute m.t with the condition that follows (and a closing bracket). */
+#define FINISHED_IN                                                                                \
     "(SELECT count(*) FROM ingestion_runs r WHERE r.completed_at >= m.t AND "                      \
-    "r.completed_at < m.t + interval '1 minute' AND " cond ")"
+    "r.completed_at < m.t + interval '1 minute' AND "
 
-static const char dashboard_sql[] =
-    "SELECT json_build_object("
-    "'status_counts', (SELECT coalesce(json_object_agg(s.status, s.n ORDER BY s.status), "
-    "'{}'::json) FROM (SELECT upper(status) AS status, count(*) AS n FROM ingestion_runs "
-    "GROUP BY upper(status)) s), "
-    "'total_runs', (SELECT count(*) FROM ingestion_runs), "
-    "'per_minute', (SELECT json_agg(json_build_object("
-    "'minute', cworker_iso8601(m.t), "
-    "'completed', " FINISHED_IN(
-        "upper(r.status) = 'COMPLETE'") ", "
-                                        "'failed', " FINISHED_IN(
-                                            "upper(r.status) = 'FAILED'") ", "
-                                                                          "'retried',"
-                                                                          " " FINISHED_IN(
-                                                                              "r.retry_count > "
-                                                                              "0") ") ORDER BY "
-                                                                                   "m.t) FROM "
-                                                                                   "(" MINUTES
-                                                                                   ") m), "
-                                                                                   "'recent_"
-                                                                                   "failures', "
-                                                                                   "(SELECT "
-                                                                                   "coalesce("
-                                                                                   "json_agg("
-                                                                                   "json_build_"
-                                                                                   "object("
-                                                                                   "'run_id', "
-                                                                                   "f.id, "
-                                                                                   "'label', "
-                                                                                   "f.label, "
-                                                                                   "'error_"
-                                                                                   "message', "
-                                                                                   "f.error_"
-                                                                                   "message, "
-                                                                                   "'retry_"
-                                                                                   "count', "
-                                                                                   "f.retry_"
-                                                                                   "count, "
-                                                                                   "'completed_"
-                                                                                   "at', "
-                                                                                   "cworker_"
-                                                                                   "iso8601(f."
-                                                                                   "completed_"
-                                                                                   "at), "
-                                                                                   "'error_"
-                                                                                   "traceback',"
-                                                                                   " f.error_"
-                                                                                   "traceback) "
-                                                                                   "ORDER BY "
-                                                                                   "f."
-                                                                                   "completed_"
-                                                                                   "at DESC "
-                                                                                   "NULLS "
-                                                                                   "LAST, f.id "
-                                                                                   "DESC), "
-                                                                                   "'[]'::json)"
-                                                                                   " "
-                                                                                   "FROM "
-                                                                                   "(SELECT "
-                                                                                   "id, label, "
-                                                                                   "error_"
-                                                                                   "message, "
-                                                                                   "retry_"
-                                                                                   "count, "
-                                                                                   "completed_"
-                                                                                   "at, "
-                                                                                   "error_"
-                                                                                   "traceback "
-                                                                                   "FROM "
-                                                                                   "ingestion_"
-                                                                                   "runs WHERE "
-                                                                                   "upper("
-                                                                                   "status) = "
-                                                                                   "'FAILED' "
-                                                                                   "ORDER BY "
-                                                                                   "completed_"
-                                                                                   "at DESC "
-                                                                                   "NULLS "
-                                                                                   "LAST, id "
-                                                                                   "DESC LIMIT "
-                                                                                   "10) "
-                                                                                   "f))::text";
+#define STATUS_COUNTS                                                                              \
+    "(SELECT coalesce(json_object_agg(s.status, s.n ORDER BY s.status), '{}'::json) "              \
+    "FROM (SELECT upper(status) AS status, count(*) AS n FROM ingestion_runs "                     \
+    "GROUP BY upper(status)) s)"
+
+#define PER_MINUTE                                                                                 \
+    "(SELECT json_agg(json_build_object('minute', cworker_iso8601(m.t), "                          \
+    "'completed', " FINISHED_IN "upper(r.status) = 'COMPLETE'), "                                  \
+    "'failed', " FINISHED_IN "upper(r.status) = 'FAILED'), "                                       \
+    "'retried', " FINISHED_IN "r.retry_count > 0)) ORDER BY m.t) FROM (" MINUTES ") m)"
+
+#define RECENT_FAILURES                                                                            \
+    "(SELECT coalesce(json_agg(json_build_object('run_id', f.id, 'label', f.label, "               \
+    "'error_message', f.error_message, 'retry_count', f.retry_count, "                             \
+    "'completed_at', cworker_iso8601(f.completed_at), 'error_traceback', f.error_traceback) "      \
+    "ORDER BY f.completed_at DESC NULLS LAST, f.id DESC), '[]'::json) "                            \
+    "FROM (SELECT id, label, error_message, retry_count, completed_at, error_traceback "           \
+    "FROM ingestion_runs WHERE upper(status) = 'FAILED' "                                          \
+    "ORDER BY completed_at DESC NULLS LAST, id DESC LIMIT 10) f)"
+
+/* Retries waiting, per delay queue, as every worker recorded them (migration 007). */
+#define DELAY_QUEUES                                                                               \
+    "(SELECT coalesce(json_agg(json_build_object('name', q.retry_queue, 'scheduled', q.n, "        \
+    "'next_due_at', cworker_iso8601(q.due), "                                                      \
+    "'next_due_in_seconds', extract(epoch FROM q.due - now())::float8) "                           \
+    "ORDER BY q.retry_queue), '[]'::json) "                                                        \
+    "FROM (SELECT retry_queue, count(*) AS n, min(retry_due_at) AS due FROM cworker_tasks "        \
+    "WHERE retry_queue IS NOT NULL AND status IS NULL GROUP BY retry_queue) q)"
+
+static const char dashboard_sql[] = "SELECT json_build_object("
+                                    "'status_counts', " STATUS_COUNTS ", "
+                                    "'total_runs', (SELECT count(*) FROM ingestion_runs), "
+                                    "'per_minute', " PER_MINUTE ", "
+                                    "'recent_failures', " RECENT_FAILURES ", "
+                                    "'delay_queues', " DELAY_QUEUES ")::text";
 
 int dashboard_data_get(PGconn *conn, json_object **out, struct cw_error *err)
 {

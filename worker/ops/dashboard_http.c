@@ -1,5 +1,6 @@
 /* The dashboard's page, queue and replay routes (dashboard_http.h). */
 #include "ops/dashboard_http.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/strbuf.h"
 #include "base/xalloc.h"
@@ -12,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HTML_CONTENT_TYPE "text/html; charset=utf-8"
-#define DLQ_SHOWN_MAX     50   /* dead letters listed per queue on the dashboard */
-#define ADMIN_BODY_MAX    4096 /* bytes of a POST body */
+#define HTML_CONTENT_TYPE    "text/html; charset=utf-8"
+#define DLQ_SHOWN_MAX        50   /* dead letters listed per queue on the dashboard */
+#define ADMIN_BODY_MAX       4096 /* bytes of a POST body */
+#define QUEUES_CACHE_SECONDS 5.0  /* a reading of the broker is served again this long */
 
 /* A POST body being received (libmicrohttpd hands it over in pieces). */
 struct upload {
@@ -28,16 +30,42 @@ enum MHD_Result dashboard_serve_page(struct MHD_Connection *c)
                         dashboard_html_len);
 }
 
-/* This worker as the snapshot describes it, or NULL without a fresh snapshot. */
-enum MHD_Result dashboard_serve_queues(const struct cw_config *cfg, struct MHD_Connection *c)
+void dashboard_queues_cache_free(struct dashboard_queues_cache *cache)
+{
+    json_object_put(cache->body);
+    cache->body = NULL;
+}
+
+/* Reads the broker into the cache; a failure is cached too (an outage must not cost a
+ * connection attempt per refresh either). */
+static void read_queues(const struct cw_config *cfg, struct dashboard_queues_cache *cache)
 {
     json_object *out;
     struct cw_error err;
+    dashboard_queues_cache_free(cache);
+    cache->at = clock_monotonic();
     if (dashboard_broker_get(cfg, DLQ_SHOWN_MAX, &out, &err) != 0) {
         log_warn("HTTP queues: %s", err.message);
-        return http_respond_detail(c, MHD_HTTP_SERVICE_UNAVAILABLE, err.message);
+        cache->status = MHD_HTTP_SERVICE_UNAVAILABLE;
+        cache->body = json_object_new_object();
+        json_object_object_add(cache->body, "detail", json_object_new_string(err.message));
+        return;
     }
-    return http_respond_json(c, MHD_HTTP_OK, out);
+    cache->status = MHD_HTTP_OK;
+    cache->body = out;
+}
+
+enum MHD_Result dashboard_serve_queues(const struct cw_config *cfg,
+                                       struct dashboard_queues_cache *cache,
+                                       struct MHD_Connection *c)
+{
+    double now = clock_monotonic();
+    if (!cache->body || now - cache->at >= QUEUES_CACHE_SECONDS || now < cache->at)
+        read_queues(cfg, cache);
+    /* How old the reading is (json-c replaces the value in place). */
+    json_object_object_add(cache->body, "age_seconds",
+                           json_object_new_double(clock_monotonic() - cache->at));
+    return http_respond_json(c, cache->status, json_object_get(cache->body));
 }
 
 /* NULL when this request may run an admin action, else why not. */
@@ -81,7 +109,8 @@ static const char *replay_queue(const struct cw_config *cfg, json_object *req)
 
 /* {"task_id": ID, "queue": Q (optional)}: what `cworker dlq replay --queue Q --task-id ID`
  * does, through the same dlq_replay. */
-static enum MHD_Result serve_replay(const struct cw_config *cfg, struct MHD_Connection *c,
+static enum MHD_Result serve_replay(const struct cw_config *cfg,
+                                    struct dashboard_queues_cache *cache, struct MHD_Connection *c,
                                     const char *text)
 {
     json_object *req = json_tokener_parse(text), *id;
@@ -104,6 +133,7 @@ static enum MHD_Result serve_replay(const struct cw_config *cfg, struct MHD_Conn
     struct cw_error err;
     int rc = dlq_replay(cfg, queue, cfg->queue_quorum, &sel, keep_replayed, keep_problem, out,
                         &replayed, &failures, &err);
+    dashboard_queues_cache_free(cache); /* the next reading shows what the replay moved */
     unsigned status = MHD_HTTP_OK;
     if (rc != 0) {
         log_warn("HTTP replay of task %s from %s.dead: %s", ids[0], queue, err.message);
@@ -122,7 +152,8 @@ static enum MHD_Result serve_replay(const struct cw_config *cfg, struct MHD_Conn
 
 /* POST /v1/worker/dlq/replay: refused before its body is read unless allowed; the body
  * is gathered over libmicrohttpd's calls (freed by request_done). */
-enum MHD_Result dashboard_handle_replay(const struct cw_config *cfg, bool loopback,
+enum MHD_Result dashboard_handle_replay(const struct cw_config *cfg,
+                                        struct dashboard_queues_cache *cache, bool loopback,
                                         struct MHD_Connection *c, const char *method,
                                         const char *data, size_t *size, void **con_cls)
 {
@@ -153,7 +184,7 @@ enum MHD_Result dashboard_handle_replay(const struct cw_config *cfg, bool loopba
     }
     if (up->too_big)
         return http_respond_detail(c, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
-    return serve_replay(cfg, c, strbuf_cstr(&up->body));
+    return serve_replay(cfg, cache, c, strbuf_cstr(&up->body));
 }
 
 void dashboard_request_done(void *cls, struct MHD_Connection *c, void **con_cls,

@@ -5,6 +5,7 @@
 #include "executor/channel.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "ops/cluster_watch.h"
 #include "ops/dashboard_data.h"
 #include "ops/dashboard_http.h"
 #include "ops/http_respond.h"
@@ -37,14 +38,16 @@
 
 struct http_state {
     const struct cw_config *cfg;
-    bool loopback;                 /* bound to a loopback address only (dashboard_admin.h) */
-    pthread_mutex_t snapshot_lock; /* guards snapshot and snapshot_at */
-    json_object *snapshot;         /* owned; NULL until the first one arrives */
-    double snapshot_at;            /* monotonic time of its arrival */
-    pthread_mutex_t db_lock;       /* guards everything below: one query at a time */
-    PGconn *conn;                  /* owned; NULL while disconnected */
-    double db_retry_at;            /* monotonic: no new attempt before this */
-    char db_error[256];            /* why the last attempt or check failed */
+    bool loopback;                        /* bound to a loopback address only (dashboard_admin.h) */
+    pthread_mutex_t snapshot_lock;        /* guards snapshot and snapshot_at */
+    json_object *snapshot;                /* owned; NULL until the first one arrives */
+    double snapshot_at;                   /* monotonic time of its arrival */
+    pthread_mutex_t db_lock;              /* guards everything below: one query at a time */
+    PGconn *conn;                         /* owned; NULL while disconnected */
+    double db_retry_at;                   /* monotonic: no new attempt before this */
+    char db_error[256];                   /* why the last attempt or check failed */
+    struct dashboard_queues_cache queues; /* MHD's thread only */
+    struct cluster_watch cluster;         /* the workers on the broker (its own lock) */
 };
 
 enum endpoint {
@@ -56,6 +59,7 @@ enum endpoint {
     EP_PAGE,
     EP_DASHBOARD,
     EP_QUEUES,
+    EP_CLUSTER,
     EP_DLQ_REPLAY
 };
 
@@ -279,6 +283,8 @@ static enum endpoint route(const char *url, long *run_id)
         return EP_DASHBOARD;
     if (strcmp(url, "/v1/worker/queues") == 0)
         return EP_QUEUES;
+    if (strcmp(url, "/v1/worker/cluster") == 0)
+        return EP_CLUSTER;
     if (strcmp(url, "/v1/worker/dlq/replay") == 0)
         return EP_DLQ_REPLAY;
     if (strcmp(url, "/healthz") == 0)
@@ -312,7 +318,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (ep == EP_NONE)
         return http_respond_detail(c, MHD_HTTP_NOT_FOUND, "Not Found");
     if (ep == EP_DLQ_REPLAY)
-        return dashboard_handle_replay(st->cfg, st->loopback, c, method, upload_data,
+        return dashboard_handle_replay(st->cfg, &st->queues, st->loopback, c, method, upload_data,
                                        upload_data_size, con_cls);
     /* HEAD is GET without the body (libmicrohttpd drops it). Anything else is refused
      * before its body is read. */
@@ -332,7 +338,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     case EP_DASHBOARD:
         return serve_dashboard(st, c);
     case EP_QUEUES:
-        return dashboard_serve_queues(st->cfg, c);
+        return dashboard_serve_queues(st->cfg, &st->queues, c);
+    case EP_CLUSTER:
+        return http_respond_json(c, MHD_HTTP_OK, cluster_watch_json(&st->cluster));
     case EP_DLQ_REPLAY:
     case EP_NONE:
         break;
@@ -466,6 +474,10 @@ void http_server_main(int channel_fd, const struct cw_config *cfg)
     pthread_mutex_init(&st.snapshot_lock, NULL);
     pthread_mutex_init(&st.db_lock, NULL);
     struct cw_error err;
+    /* Before the daemon, which serves what it gathers. Without it the page still works;
+     * only its list of the workers on the broker stays empty. */
+    if (cluster_watch_start(&st.cluster, cfg, &err) != 0)
+        log_warn("HTTP listener: %s", err.message);
     struct MHD_Daemon *d = start_daemon(&st, &err);
     if (!d) {
         log_error("HTTP listener: %s", err.message);
@@ -473,8 +485,10 @@ void http_server_main(int channel_fd, const struct cw_config *cfg)
     }
     log_info("HTTP listener on %s", cfg->http_listen);
     int status = read_channel(&st, channel_fd);
-    /* Stop the thread before freeing what its handlers use. */
+    /* Stop the threads before freeing what their handlers use. */
     MHD_stop_daemon(d);
+    cluster_watch_stop(&st.cluster);
+    dashboard_queues_cache_free(&st.queues);
     if (st.conn)
         PQfinish(st.conn);
     json_object_put(st.snapshot);

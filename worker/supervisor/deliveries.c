@@ -196,7 +196,8 @@ static void dispatch_to(struct supervisor *s, struct executor *e, struct deliver
     sup_log_task(d);
     d->seq = ++s->next_seq;
     double hard = hard_limit_of(s, d);
-    json_object *m = proto_task_encode(d->seq, &d->task, hard, forced_class(d), d->forced_error);
+    json_object *m = proto_task_encode(d->seq, &d->task, hard, forced_class(d), d->forced_error,
+                                       sup_queue_name(s, d));
     struct cw_error err;
     int rc = channel_send(e->fd, m, &err);
     json_object_put(m);

@@ -54,8 +54,11 @@ static void built(struct supervisor *s, int rc, struct celery_event_msg *m,
 
 static void worker_event(struct supervisor *s, enum celery_worker_event type)
 {
-    struct celery_worker_load load = {
-        CELERY_EVENTS_HEARTBEAT_FREQ, sup_busy_executors(s), s->processed, {0, 0, 0}};
+    struct celery_worker_load load = {CELERY_EVENTS_HEARTBEAT_FREQ,
+                                      sup_busy_executors(s),
+                                      s->processed,
+                                      {0, 0, 0},
+                                      s->cfg->concurrency};
     if (getloadavg(load.loadavg, 3) < 0)
         memset(load.loadavg, 0, sizeof load.loadavg);
     struct celery_event_msg m;

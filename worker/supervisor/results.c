@@ -5,6 +5,7 @@
 #include "celery/encode.h"
 #include "executor/channel.h"
 #include "supervisor/internal.h"
+#include "tasks/retry_policy.h"
 #include "tasks/task.h"
 
 #include <inttypes.h>
@@ -14,10 +15,10 @@
 static void publish_retry(struct supervisor *s, struct delivery *d, int next_retries, double delay)
 {
     const struct cw_config *cfg = s->cfg;
-    int slot = next_retries - 1 < cfg->nretry_delays ? next_retries - 1 : cfg->nretry_delays - 1;
+    int slot = retry_policy_slot(next_retries, cfg->nretry_delays);
     char routing_key[300];
-    mq_conn_retry_queue_name(sup_queue_name(s, d), cfg->retry_delays[slot < 0 ? 0 : slot],
-                             routing_key, sizeof routing_key);
+    mq_conn_retry_queue_name(sup_queue_name(s, d), cfg->retry_delays[slot], routing_key,
+                             sizeof routing_key);
     struct celery_outgoing out;
     struct cw_error err;
     if (celery_message_encode_retry(&d->task, clock_wall(), delay, &out, &err) != 0) {

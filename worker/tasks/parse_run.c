@@ -16,6 +16,7 @@
 #include "db/pg.h"
 #include "db/run_metrics.h"
 #include "db/run_writer.h"
+#include "mq/conn.h"
 
 #include <stdint.h>
 
@@ -426,6 +427,23 @@ static void debug_after_commit(const struct cw_config *cfg)
         usleep(20000);
 }
 
+/* Where a retry of this task waits (the delay queue the supervisor publishes it to, named
+ * after the queue the task came from; "" when that is unknown) and after how long it runs:
+ * its eta, but never before the delay queue's TTL sends it back (a negative jitter makes
+ * the eta earlier than that). */
+static double retry_wait(const struct task_context *ctx, const struct retry_decision *d,
+                         char *queue, size_t len)
+{
+    const struct cw_config *cfg = ctx->cfg;
+    queue[0] = '\0';
+    if (!d->retry || cfg->nretry_delays <= 0)
+        return d->delay;
+    double ttl = cfg->retry_delays[retry_policy_slot(d->next_retries, cfg->nretry_delays)];
+    if (ctx->queue && *ctx->queue)
+        mq_conn_retry_queue_name(ctx->queue, ttl, queue, len);
+    return d->delay > ttl ? d->delay : ttl;
+}
+
 static void record_failure(struct task_context *ctx, const struct celery_task *msg,
                            struct task_report *report)
 {
@@ -443,11 +461,14 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
     struct strbuf tb = STRBUF_INIT;
     cw_error_format_traceback(&report->err, &tb);
     int retry_count = d.retry ? d.next_retries : msg->retries;
+    char retry_queue[300];
+    double retry_in = retry_wait(ctx, &d, retry_queue, sizeof retry_queue);
     json_object *metrics =
         run_failure_metrics(clock_monotonic() - ctx->started, retry_count, d.error_type);
     struct db_run_error e = {.final = !d.retry,
                              .retry_count = retry_count,
-                             .retry_in = d.delay,
+                             .retry_in = retry_in,
+                             .retry_queue = retry_queue[0] ? retry_queue : NULL,
                              .message = message,
                              .traceback = strbuf_cstr(&tb),
                              .metrics_json = to_json(metrics)};

@@ -49,6 +49,12 @@ struct retry_decision retry_policy_decide(enum cw_error_class cls, int retries, 
     return d;
 }
 
+int retry_policy_slot(int next_retries, int ndelays)
+{
+    int slot = next_retries - 1 < ndelays ? next_retries - 1 : ndelays - 1;
+    return slot < 0 ? 0 : slot;
+}
+
 void retry_policy_message(enum cw_error_class cls, const struct retry_decision *d, int max_retries,
                           const char *msg, char *out, size_t len)
 {

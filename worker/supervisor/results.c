@@ -13,11 +13,9 @@
 
 static void publish_retry(struct supervisor *s, struct delivery *d, int next_retries, double delay)
 {
-    const struct cw_config *cfg = s->cfg;
-    int slot = next_retries - 1 < cfg->nretry_delays ? next_retries - 1 : cfg->nretry_delays - 1;
-    char routing_key[300];
-    mq_conn_retry_queue_name(sup_queue_name(s, d), cfg->retry_delays[slot < 0 ? 0 : slot],
-                             routing_key, sizeof routing_key);
+    char exchange[64], routing_key[300];
+    sup_delay_route(s, sup_queue_name(s, d), delay, next_retries - 1, exchange, sizeof exchange,
+                    routing_key, sizeof routing_key);
     struct celery_outgoing out;
     struct cw_error err;
     if (celery_message_encode_retry(&d->task, clock_wall(), delay, &out, &err) != 0) {
@@ -25,9 +23,9 @@ static void publish_retry(struct supervisor *s, struct delivery *d, int next_ret
                   err.message);
         sup_settle(s, d, DLV_REQUEUED);
     } else {
-        sup_publish_settling(s, d, DLV_RETRIED, routing_key, &out.props, out.body);
-        log_info("task %s retry %d published to %s (runs in %.0f s)", d->task.id, next_retries,
-                 routing_key, delay);
+        sup_publish_settling(s, d, DLV_RETRIED, exchange, routing_key, &out.props, out.body);
+        log_info("task %s retry %d published to %s%s%s (runs in %.0f s)", d->task.id, next_retries,
+                 exchange, exchange[0] ? " with routing key " : "", routing_key, delay);
     }
     celery_outgoing_free(&out);
 }

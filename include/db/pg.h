@@ -30,6 +30,7 @@
 #define PG_ROLE_MIGRATE   "migrate"
 #define PG_ROLE_HTTP      "http"
 #define PG_ROLE_CLI       "cli"
+#define PG_ROLE_STARTUP   "startup"
 
 /* Checks that url (a libpq URI or key=value string; "postgresql+driver://" accepted) parses.
  * On failure writes a description without any of its text to why and returns false. */

@@ -37,9 +37,14 @@ void native_delay_pass_key(int level, char *out, size_t len);
  * key rk: "#.<rk>", or rk itself when it starts with '#' (as kombu's worker binds). */
 void native_delay_work_key(const char *rk, char *out, size_t len);
 
+/* An AMQP routing key is at most 255 bytes: the 28 digits and their dots take 56, so a
+ * queue whose routing key is longer cannot be reached through the ladder. */
+#define NATIVE_DELAY_MAX_KEY       255
+#define NATIVE_DELAY_MAX_QUEUE_KEY (NATIVE_DELAY_MAX_KEY - 2 * NATIVE_DELAY_LEVELS)
+
 /* kombu's calculate_routing_key: the 28 binary digits of seconds, dot separated, then
  * ".<rk>". False (out untouched) when seconds is outside 1..NATIVE_DELAY_MAX_SECONDS, rk is
- * empty or the key does not fit. */
+ * empty or longer than NATIVE_DELAY_MAX_QUEUE_KEY, or the key does not fit in len. */
 bool native_delay_routing_key(long seconds, const char *rk, char *out, size_t len);
 
 /* The whole seconds a delay of `delay` s travels through the ladder: rounded up, so that

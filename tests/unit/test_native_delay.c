@@ -37,6 +37,13 @@ static void test_routing_key_refuses_what_kombu_refuses(void **state)
     /* 2^28 s needs a 29th digit, which the ladder does not have */
     assert_false(native_delay_routing_key(NATIVE_DELAY_MAX_SECONDS + 1, "q", out, sizeof out));
     assert_string_equal(out, "untouched");
+    char longest[NATIVE_DELAY_MAX_QUEUE_KEY + 2], out300[300];
+    memset(longest, 'q', sizeof longest - 1);
+    longest[sizeof longest - 1] = '\0';
+    assert_false(native_delay_routing_key(1, longest, out300, sizeof out300));
+    longest[sizeof longest - 2] = '\0'; /* 199 bytes: the key is exactly 255 */
+    assert_true(native_delay_routing_key(1, longest, out300, sizeof out300));
+    assert_int_equal(strlen(out300), NATIVE_DELAY_MAX_KEY);
     char small[57]; /* 56 for the digits and dots, one for "q", none left for the NUL */
     assert_false(native_delay_routing_key(1, "q", small, sizeof small));
     char exact[58];

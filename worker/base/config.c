@@ -1,5 +1,6 @@
 /* Configuration from environment variables and command-line flags. */
 #include "base/config.h"
+#include "mq/native_delay.h"
 #include "base/config_s3.h"
 #include "mq/conn.h"
 #include "base/log.h"
@@ -583,6 +584,14 @@ static int check_native_delay(struct cw_config *cfg, struct cw_error *err)
         return -1;
     }
     cfg->native_delay = cfg->exchange_topic && (cfg->queue_quorum || cfg->retry_native);
+    for (int q = 0; cfg->native_delay && q < cfg->nqueues; q++)
+        if (strlen(cfg->queues[q]) > NATIVE_DELAY_MAX_QUEUE_KEY) {
+            CW_FAIL(err, CW_ERR_PERMANENT,
+                    "CELERY_QUEUES: queue name %.40s... is longer than %d bytes: a native "
+                    "delayed-delivery routing key would exceed AMQP's 255",
+                    cfg->queues[q], NATIVE_DELAY_MAX_QUEUE_KEY);
+            return -1;
+        }
     return 0;
 }
 

@@ -39,7 +39,8 @@ void native_delay_work_key(const char *rk, char *out, size_t len)
 bool native_delay_routing_key(long seconds, const char *rk, char *out, size_t len)
 {
     size_t need = 2 * NATIVE_DELAY_LEVELS + strlen(rk) + 1;
-    if (seconds < 1 || seconds > NATIVE_DELAY_MAX_SECONDS || rk[0] == '\0' || need > len)
+    if (seconds < 1 || seconds > NATIVE_DELAY_MAX_SECONDS || rk[0] == '\0' ||
+        strlen(rk) > NATIVE_DELAY_MAX_QUEUE_KEY || need > len)
         return false;
     size_t n = 0;
     for (int bit = NATIVE_DELAY_MAX_LEVEL; bit >= 0; bit--) {

@@ -20,7 +20,9 @@ void sup_delay_route(const struct supervisor *s, const char *queue, double delay
         return;
     }
     int last = cfg->nretry_delays - 1;
-    int i = slot < 0 ? 0 : slot > last ? last : slot;
+    int i = slot > last ? last : slot;
+    if (i < 0)
+        i = 0; /* as before: the first delay for a corrupt slot (or no delays at all) */
     snprintf(exchange, exchange_len, "%s", "");
     mq_conn_retry_queue_name(queue, cfg->retry_delays[i], routing_key, key_len);
 }

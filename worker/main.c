@@ -4,6 +4,8 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "db/migrate.h"
+#include "db/pg.h"
+#include "db/pg_error.h"
 #include "supervisor/supervisor.h"
 
 #include <stdio.h>
@@ -52,12 +54,34 @@ static int command_migrate(const struct cw_config *cfg)
     return EXIT_OK;
 }
 
+/* One connection before anything starts: a server certificate that does not verify will
+ * not verify on the next try either, a configuration error like the broker's (exit 2).
+ * Any other failure (the server down, a blackholed host after the timeout) is left to
+ * the executors, which wait for the database as they always do. */
+static bool database_tls_verifies(const struct cw_config *cfg)
+{
+    struct cw_error err;
+    PGconn *conn = pg_connect_timeout(cfg->database_url, PG_ROLE_STARTUP, "5", &err);
+    if (conn) {
+        PQfinish(conn);
+        return true;
+    }
+    if (!pg_error_tls_unverifiable(err.message))
+        return true;
+    log_error("cannot start: PostgreSQL's TLS certificate does not verify: %s (check sslmode, "
+              "sslrootcert and the host name in DATABASE_URL)",
+              err.message);
+    return false;
+}
+
 static int command_run(const struct cw_config *cfg)
 {
     if (!cfg->broker_url || !cfg->database_url) {
         log_error("CELERY_BROKER_URL and DATABASE_URL must be set");
         return EXIT_USAGE;
     }
+    if (!database_tls_verifies(cfg))
+        return EXIT_USAGE;
     return supervisor_run(cfg);
 }
 

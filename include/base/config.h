@@ -48,8 +48,14 @@ struct cw_config {
     char *broker_ssl_ca;   /* amqps: CA file (kombu broker_use_ssl ca_certs); NULL = system */
     char *broker_ssl_cert; /* amqps: client certificate and key; NULL = none */
     char *broker_ssl_key;
-    bool queue_quorum;       /* CELERY_QUEUE_TYPE=quorum: new queues are quorum queues */
-    double consumer_timeout; /* the broker's consumer_timeout (s); 0 = it has none */
+    bool queue_quorum;        /* CELERY_QUEUE_TYPE=quorum: new queues are quorum queues */
+    bool exchange_topic;      /* CELERY_EXCHANGE_TYPE=topic (Celery's task_default_exchange_type):
+                               * each queue's exchange is a topic exchange, not direct */
+    bool retry_native;        /* RETRY_TRANSPORT=native: retries travel the native-delay ladder */
+    bool native_delay_quorum; /* NATIVE_DELAYED_DELIVERY_QUEUE_TYPE (quorum): the ladder's queues */
+    bool native_delay;        /* derived: the ladder is declared and the queues bound to it
+                               * (topic exchange, and quorum queues or native retries) */
+    double consumer_timeout;  /* the broker's consumer_timeout (s); 0 = it has none */
     double visibility_timeout;
     double orphan_timeout;           /* a PARSING run never started this long is re-published */
     double shutdown_grace;           /* seconds running tasks get to finish after SIGTERM */

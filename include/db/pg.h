@@ -31,6 +31,7 @@
 #define PG_ROLE_MIGRATE   "migrate"
 #define PG_ROLE_HTTP      "http"
 #define PG_ROLE_CLI       "cli"
+#define PG_ROLE_STARTUP   "startup"
 
 /* Connects as "cworker/<role>". NULL with err: CW_ERR_PERMANENT for a malformed URL,
  * otherwise CW_ERR_TRANSIENT with err->unavailable set ("cannot connect to PostgreSQL: ..."). */

@@ -37,6 +37,14 @@
 enum cw_error_class pg_error_class(const char *sqlstate, bool connection_ok);
 bool pg_error_lost_connection(const char *sqlstate, bool connection_ok);
 
+/* True when libpq's connection failure text says the server's TLS certificate cannot be
+ * verified with the configuration given (sslmode verify-ca/verify-full): "certificate
+ * verify failed", "server certificate for ... does not match host name", "root
+ * certificate file ... does not exist" or cannot be read. The next attempt fails the
+ * same way, but pg_connect keeps such a failure transient: only the worker's start, when
+ * it has never reached the database, treats it as a configuration error (exit 2). */
+bool pg_error_tls_unverifiable(const char *libpq_message);
+
 /* Replaces every occurrence of secret in text (NUL-terminated, edited in place) with
  * "***". A NULL or empty secret changes nothing. */
 void pg_redact(char *text, const char *secret);

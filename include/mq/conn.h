@@ -70,15 +70,32 @@ CW_MUST_CHECK int mq_conn_parse_url(const char *url, struct amqp_connection_info
                                     char **storage);
 bool mq_conn_is_open(const struct mq_conn *c);
 
-/* Declares, for queue Q: exchange Q (direct, durable), queue Q (durable), binding Q->Q key Q —
- * what kombu declares for Celery's default queue — plus the worker's Q.retry.<N>s delay
- * queues (per-queue TTL dead-lettering back to Q) and Q.dead. A queue that exists already
- * is left as it is (a passive declare first), whatever its type: redeclaring it with other
- * arguments would fail. New queues are quorum queues when quorum (CELERY_QUEUE_TYPE,
- * Celery's task_default_queue_type). */
+/* What is declared for each queue Q. */
+struct mq_topology {
+    const double *retry_delays; /* Q.retry.<N>s for each; NULL/0 for none */
+    int nretry;
+    bool quorum;       /* new queues are quorum queues (CELERY_QUEUE_TYPE) */
+    bool topic;        /* exchange Q is a topic exchange, else direct (CELERY_EXCHANGE_TYPE) */
+    bool native_delay; /* Q is bound to the native-delay ladder (declared before) */
+};
+
+/* Declares, for queue Q: exchange Q (direct or topic, durable), queue Q (durable), binding
+ * Q->Q key Q — what kombu declares for Celery's default queue — plus, when t->nretry, the
+ * worker's Q.retry.<N>s delay queues (per-queue TTL dead-lettering back to Q), and Q.dead.
+ * With t->native_delay, also what Celery 5.5's worker binds: exchange Q to
+ * celery_delayed_delivery and queue Q to exchange Q, both with key "#.Q". A queue that
+ * exists already is left as it is (a passive declare first), whatever its type:
+ * redeclaring it with other arguments would fail. */
 CW_MUST_CHECK int mq_conn_declare_topology(struct mq_conn *c, const char *queue,
-                                           const double *retry_delays, int nretry, bool quorum,
-                                           struct cw_error *err);
+                                           const struct mq_topology *t, struct cw_error *err);
+
+/* Declares Celery 5.5's native delayed-delivery ladder exactly as kombu does
+ * (mq/native_delay.h): for each level 27..0 a topic exchange and a queue of the same name
+ * (x-message-ttl 2^L s, x-overflow reject-publish, dead-lettering to level L-1 or to
+ * celery_delayed_delivery, at-least-once on quorum queues), their bindings, and the topic
+ * exchange celery_delayed_delivery. Existing queues are left as they are. */
+CW_MUST_CHECK int mq_conn_declare_native_delay(struct mq_conn *c, bool quorum,
+                                               struct cw_error *err);
 /* Name of the delay queue for `delay` seconds: "<queue>.retry.<N>s". */
 void mq_conn_retry_queue_name(const char *queue, double delay, char *out, size_t len);
 

@@ -12,14 +12,16 @@
 #define DEAD_LETTER_ORIGINAL_QUEUE DEAD_LETTER_PREFIX "original-queue"
 #define DEAD_LETTER_AT             DEAD_LETTER_PREFIX "dead-lettered-at"
 
-/* out gets the original properties with the original headers followed by
+/* out gets the original properties with the original headers (less RabbitMQ's death
+ * headers, mq/death_headers.h) followed by
  * x-cworker-reason, x-cworker-original-queue and x-cworker-dead-lettered-at (ISO-8601).
  * Everything out points to lives in pool or in orig. */
 void dead_letter_properties(const amqp_basic_properties_t *orig, const char *reason,
                             const char *queue, double now, amqp_pool_t *pool,
                             amqp_basic_properties_t *out);
 
-/* *out = props without the x-cworker-* headers dead-lettering added; all other
+/* *out = props without the x-cworker-* headers dead-lettering added (nor RabbitMQ's death
+ * headers); all other
  * properties and headers are kept as they are (memory in pool or props). The headers
  * flag is cleared when no header is left. */
 void dead_letter_restore_properties(const amqp_basic_properties_t *props, amqp_pool_t *pool,

@@ -50,7 +50,8 @@ struct executor {
 struct sup_publish {
     struct delivery *d;         /* in CONFIRMING */
     enum delivery_state on_ack; /* RETRIED, DEAD_LETTERED, or ACKED (a re-published copy) */
-    char *routing_key;          /* on the default exchange; owned */
+    char *exchange;             /* "" (the default exchange) or a ladder level; owned */
+    char *routing_key;          /* owned */
     struct mq_message_copy msg; /* what is published, kept until confirmed */
     bool sent;                  /* on the current publisher connection */
     uint64_t seq;               /* its confirm tag there */
@@ -161,13 +162,22 @@ int sup_publish_raw(struct supervisor *s, const char *exchange, const char *rout
                     const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq,
                     struct cw_error *err);
 
+/* delay_route.c */
+/* Where a message for queue that must wait `delay` seconds is published: with
+ * RETRY_TRANSPORT=native into the native-delay ladder (celery_delayed_27, the delay's
+ * binary digits then the queue), else to the queue's delay queue for retry slot `slot`
+ * (Q.retry.<N>s) on the default exchange. A delay under a second goes to the queue
+ * itself either way when native. */
+void sup_delay_route(const struct supervisor *s, const char *queue, double delay, int slot,
+                     char *exchange, size_t exchange_len, char *routing_key, size_t key_len);
+
 /* confirms.c */
-/* Publishes d's retry or dead letter to routing_key on the default exchange (a copy is
- * kept): d goes to CONFIRMING and the broker's confirm settles it as on_ack; a nack
- * requeues it. Sent now if a publisher connection is up, else when one is. */
+/* Publishes d's retry or dead letter to routing_key on exchange (a copy is kept): d goes
+ * to CONFIRMING and the broker's confirm settles it as on_ack; a nack requeues it. Sent
+ * now if a publisher connection is up, else when one is. */
 void sup_publish_settling(struct supervisor *s, struct delivery *d, enum delivery_state on_ack,
-                          const char *routing_key, const amqp_basic_properties_t *props,
-                          amqp_bytes_t body);
+                          const char *exchange, const char *routing_key,
+                          const amqp_basic_properties_t *props, amqp_bytes_t body);
 /* Sends what waits for a publisher connection. */
 void sup_flush_publishes(struct supervisor *s);
 void sup_on_confirm(void *ctx, uint64_t tag, bool multiple, bool ack);

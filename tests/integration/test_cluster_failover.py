@@ -350,40 +350,37 @@ def test_cluster_tls_wrong_broker_ca_stops_the_worker_at_start(cenv, workers):
     assert "BROKER_USE_SSL_CA_CERTS" in w.log(), w.tail()
 
 
-@pytest.mark.xfail(strict=True, reason="a PostgreSQL certificate that does not verify is "
-                   "treated as an outage (db/pg.c pg_connect_timeout: CW_ERR_TRANSIENT), the "
-                   "worker retries for ever instead of stopping at start")
+PG_TLS_UNVERIFIABLE = r"cannot start: PostgreSQL's TLS certificate does not verify"
+
+
+@pytest.mark.expect_log_errors(PG_TLS_UNVERIFIABLE)
 def test_cluster_tls_wrong_postgresql_ca_stops_the_worker_at_start(cenv, workers):
-    """What should happen: a server certificate that does not verify will not verify on
-    the next try either, a configuration error like the broker's: exit 2 at start, with
-    libpq's reason."""
+    """A server certificate that does not verify will not verify on the next try either: a
+    configuration error like the broker's, exit 2 at start, with libpq's reason."""
     c = cenv.c
     w = workers.start(wait=False, **tls_env(cenv, c.ca, c.wrong_ca))
     w.expected_exit = True
     rc = wait_exit(w, timeout=20)
     assert rc == 2, "exit %r:\n%s" % (rc, w.tail())
     assert "certificate verify failed" in w.log(), w.tail()
+    assert "sslrootcert" in w.log(), w.tail()
 
 
+@pytest.mark.expect_log_errors(PG_TLS_UNVERIFIABLE)
 def test_cluster_tls_wrong_postgresql_ca_loses_no_run(cenv, workers):
-    """What does happen: the worker runs, its executors cannot connect (a WARNING per try)
-    and no run is taken: the run stays PARSING, its message in the queue, no retry
-    consumed; a worker with the right CA then completes it once."""
+    """The worker that stops at start took nothing: the run stays PARSING, its message in
+    the queue, no retry consumed; a worker with the right CA then completes it once."""
     c = cenv.c
-    bad = workers.start(wait=False, **tls_env(cenv, c.ca, c.wrong_ca))
-    wait_consumers(cenv, workers.queue, 1)
     celery = producer.celery_app(c.broker_urls)
-    [run_id] = submit_batch(cenv, celery, workers.queue, 1)
-    time.sleep(8)
-    assert bad.alive(), bad.tail()
-    assert "certificate verify failed" in bad.log(), bad.tail()
+    [run_id] = submit_batch(cenv, celery, workers.queue, 1)  # kombu declares the queue
+    bad = workers.start(wait=False, **tls_env(cenv, c.ca, c.wrong_ca))
+    bad.expected_exit = True
+    assert wait_exit(bad, timeout=20) == 2, bad.tail()
     run = run_row(cenv, run_id)
     assert (run["status"], run["retry_count"]) == ("PARSING", 0), run
     faults.assert_untouched(cenv, run_id)
     assert sum(cenv.ctl_counts(workers.queue)) == 1, cenv.ctl_counts(workers.queue)
     faults.assert_queues_empty(cenv, workers.queue + ".dead")
-    bad.expected_exit = True  # stopped here, not by the pool
-    assert bad.stop() == 0, bad.tail()
     good = workers.start(wait=False, **tls_env(cenv, c.ca, c.ca))
     faults.wait_final(cenv, run_id, timeout=60, workers=[good])
     assert_parsed_once(cenv, run_id, INPUTS_EXPECTED, retry_count=0)

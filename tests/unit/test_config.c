@@ -15,14 +15,33 @@
 #include <cmocka.h>
 
 static const char *const variables[] = {
-    "CELERY_BROKER_URL",   "DATABASE_URL",       "STORAGE_BACKEND",
-    "STORAGE_PATH",        "CELERY_QUEUES",      "CONCURRENCY",
-    "PREFETCH_MULTIPLIER", "RETRY_DELAYS",       "MAX_RETRIES",
-    "SOFT_TIME_LIMIT",     "TIME_LIMIT",         "HEARTBEAT_INTERVAL",
-    "VISIBILITY_TIMEOUT",  "SHUTDOWN_GRACE",     "RETRY_JITTER",
-    "CWORKER_HTTP",        "CELERY_SEND_EVENTS", "CWORKER_DEBUG_ENTRY_DELAY_MS",
-    "LOG_LEVEL",           "LOG_FORMAT",         "CWORKER_MIGRATIONS_DIR",
-    "CWORKER_NODENAME",    "ORPHAN_TIMEOUT",
+    "CELERY_BROKER_URL",
+    "DATABASE_URL",
+    "STORAGE_BACKEND",
+    "STORAGE_PATH",
+    "CELERY_QUEUES",
+    "CONCURRENCY",
+    "PREFETCH_MULTIPLIER",
+    "RETRY_DELAYS",
+    "MAX_RETRIES",
+    "SOFT_TIME_LIMIT",
+    "TIME_LIMIT",
+    "HEARTBEAT_INTERVAL",
+    "VISIBILITY_TIMEOUT",
+    "SHUTDOWN_GRACE",
+    "RETRY_JITTER",
+    "CWORKER_HTTP",
+    "CELERY_SEND_EVENTS",
+    "CWORKER_DEBUG_ENTRY_DELAY_MS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "CWORKER_MIGRATIONS_DIR",
+    "CWORKER_NODENAME",
+    "ORPHAN_TIMEOUT",
+    "CELERY_QUEUE_TYPE",
+    "CELERY_EXCHANGE_TYPE",
+    "RETRY_TRANSPORT",
+    "NATIVE_DELAYED_DELIVERY_QUEUE_TYPE",
 };
 
 /* Every test starts from an environment without any of the worker's variables. */
@@ -69,6 +88,47 @@ static void assert_env_refused(const char *name, const char *value, const char *
     assert_string_equal(err.message, message);
     config_free(&cfg);
     unsetenv(name);
+}
+
+/* Native delayed delivery: declared when Celery 5.5 would use it (topic exchange and
+ * quorum queues) or when the retries travel it; native retries need a topic exchange. */
+static void test_native_delayed_delivery_settings(void **state)
+{
+    (void)state;
+    struct cw_config cfg;
+    assert_loads(&cfg);
+    assert_false(cfg.exchange_topic || cfg.retry_native || cfg.native_delay);
+    assert_true(cfg.native_delay_quorum);
+    config_free(&cfg);
+
+    setenv("CELERY_QUEUE_TYPE", "quorum", 1);
+    assert_loads(&cfg);
+    assert_false(cfg.native_delay); /* a direct exchange cannot be bound to it */
+    config_free(&cfg);
+    setenv("CELERY_EXCHANGE_TYPE", "topic", 1);
+    setenv("NATIVE_DELAYED_DELIVERY_QUEUE_TYPE", "classic", 1);
+    assert_loads(&cfg);
+    assert_true(cfg.native_delay && cfg.exchange_topic && !cfg.retry_native);
+    assert_false(cfg.native_delay_quorum);
+    config_free(&cfg);
+    unsetenv("CELERY_QUEUE_TYPE");
+    unsetenv("NATIVE_DELAYED_DELIVERY_QUEUE_TYPE");
+    assert_loads(&cfg);
+    assert_false(cfg.native_delay); /* classic queues, delay-queue retries: nothing uses it */
+    config_free(&cfg);
+    setenv("RETRY_TRANSPORT", "native", 1);
+    assert_loads(&cfg);
+    assert_true(cfg.native_delay && cfg.retry_native);
+    config_free(&cfg);
+
+    unsetenv("CELERY_EXCHANGE_TYPE");
+    assert_env_refused("RETRY_TRANSPORT", "native",
+                       "RETRY_TRANSPORT=native needs CELERY_EXCHANGE_TYPE=topic: native delayed "
+                       "delivery cannot reach a queue bound to a direct exchange");
+    assert_env_refused("RETRY_TRANSPORT", "ladder",
+                       "RETRY_TRANSPORT: expected 'delay-queues' or 'native', got 'ladder'");
+    assert_env_refused("CELERY_EXCHANGE_TYPE", "fanout",
+                       "CELERY_EXCHANGE_TYPE: expected 'direct' or 'topic', got 'fanout'");
 }
 
 static void test_defaults(void **state)
@@ -419,6 +479,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, clear_environment),
+        cmocka_unit_test_setup(test_native_delayed_delivery_settings, clear_environment),
         cmocka_unit_test_setup(test_every_variable, clear_environment),
         cmocka_unit_test_setup(test_empty_variable_is_unset, clear_environment),
         cmocka_unit_test_setup(test_send_events_values, clear_environment),

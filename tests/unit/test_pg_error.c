@@ -186,6 +186,35 @@ static void test_libpq_url(void **state)
     free(u);
 }
 
+/* libpq's texts (PostgreSQL 14/15 fe-secure-openssl.c) for a server that cannot be verified,
+ * as pg_connect reports them (one line); other connection failures are not. */
+static void test_tls_unverifiable(void **state)
+{
+    (void)state;
+    assert_true(pg_error_tls_unverifiable(
+        "cannot connect to PostgreSQL: connection to server at \"localhost\" (127.0.0.1), port "
+        "5461 failed: SSL error: certificate verify failed"));
+    assert_true(pg_error_tls_unverifiable(
+        "connection to server at \"127.0.0.1\", port 5461 failed: server certificate for "
+        "\"localhost\" does not match host name \"127.0.0.1\""));
+    assert_true(pg_error_tls_unverifiable(
+        "server certificate for \"db\" (and 2 other names) does not match host name \"x\""));
+    assert_true(pg_error_tls_unverifiable(
+        "connection to server at \"localhost\" (::1), port 5461 failed: root certificate file "
+        "\"/nope/ca.pem\" does not exist Either provide the file or change sslmode to disable "
+        "server certificate verification."));
+    assert_true(pg_error_tls_unverifiable(
+        "could not read root certificate file \"/etc/ca.pem\": permission denied"));
+    assert_false(pg_error_tls_unverifiable(
+        "connection to server at \"localhost\" (127.0.0.1), port 5461 failed: Connection "
+        "refused Is the server running on that host and accepting TCP/IP connections?"));
+    assert_false(
+        pg_error_tls_unverifiable("FATAL:  password authentication failed for user \"cworker\""));
+    assert_false(pg_error_tls_unverifiable("server does not support SSL, but SSL was required"));
+    assert_false(pg_error_tls_unverifiable(""));
+    assert_false(pg_error_tls_unverifiable(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_describe_never_echoes_the_raw_password),
         cmocka_unit_test(test_url_valid),
         cmocka_unit_test(test_libpq_url),
+        cmocka_unit_test(test_tls_unverifiable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

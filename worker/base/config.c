@@ -1,5 +1,6 @@
 /* Configuration from environment variables and command-line flags. */
 #include "base/config.h"
+#include "mq/native_delay.h"
 #include "base/config_s3.h"
 #include "mq/conn.h"
 #include "base/log.h"
@@ -107,6 +108,19 @@ static int parse_delays(struct cw_config *cfg, const char *name, const char *val
     return 0;
 }
 
+/* One of two words: *second is whether it was the second. */
+static int parse_choice(const char *name, const char *value, const char *first, const char *second,
+                        bool *is_second, struct cw_error *err)
+{
+    if (strcmp(value, first) != 0 && strcmp(value, second) != 0) {
+        CW_FAIL(err, CW_ERR_PERMANENT, "%s: expected '%s' or '%s', got '%s'", name, first, second,
+                value);
+        return -1;
+    }
+    *is_second = strcmp(value, second) == 0;
+    return 0;
+}
+
 static int parse_log_format(struct cw_config *cfg, const char *name, const char *value,
                             struct cw_error *err)
 {
@@ -196,6 +210,9 @@ enum setting {
     SET_BROKER_HEARTBEAT,
     SET_BROKER_SSL_CA,
     SET_QUEUE_TYPE,
+    SET_EXCHANGE_TYPE,
+    SET_RETRY_TRANSPORT,
+    SET_NATIVE_QUEUE_TYPE,
     SET_CONSUMER_TIMEOUT,
     SET_BROKER_SSL_CERT,
     SET_BROKER_SSL_KEY,
@@ -243,6 +260,9 @@ static const char *const env_names[SET_COUNT] = {
     [SET_BROKER_HEARTBEAT] = "BROKER_HEARTBEAT",
     [SET_BROKER_SSL_CA] = "BROKER_USE_SSL_CA_CERTS",
     [SET_QUEUE_TYPE] = "CELERY_QUEUE_TYPE",
+    [SET_EXCHANGE_TYPE] = "CELERY_EXCHANGE_TYPE",
+    [SET_RETRY_TRANSPORT] = "RETRY_TRANSPORT",
+    [SET_NATIVE_QUEUE_TYPE] = "NATIVE_DELAYED_DELIVERY_QUEUE_TYPE",
     [SET_CONSUMER_TIMEOUT] = "CONSUMER_TIMEOUT",
     [SET_BROKER_SSL_CERT] = "BROKER_USE_SSL_CERTFILE",
     [SET_BROKER_SSL_KEY] = "BROKER_USE_SSL_KEYFILE",
@@ -334,13 +354,18 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
     case SET_CONSUMER_TIMEOUT:
         return parse_seconds(name, value, &cfg->consumer_timeout, err);
     case SET_QUEUE_TYPE:
-        if (strcmp(value, "classic") != 0 && strcmp(value, "quorum") != 0) {
-            CW_FAIL(err, CW_ERR_PERMANENT, "%s: expected 'classic' or 'quorum', got '%s'", name,
-                    value);
+        return parse_choice(name, value, "classic", "quorum", &cfg->queue_quorum, err);
+    case SET_EXCHANGE_TYPE:
+        return parse_choice(name, value, "direct", "topic", &cfg->exchange_topic, err);
+    case SET_RETRY_TRANSPORT:
+        return parse_choice(name, value, "delay-queues", "native", &cfg->retry_native, err);
+    case SET_NATIVE_QUEUE_TYPE: {
+        bool classic;
+        if (parse_choice(name, value, "quorum", "classic", &classic, err) != 0)
             return -1;
-        }
-        cfg->queue_quorum = strcmp(value, "quorum") == 0;
+        cfg->native_delay_quorum = !classic;
         return 0;
+    }
     case SET_BROKER_SSL_CERT:
         return set_readable_file(&cfg->broker_ssl_cert, name, value, err);
     case SET_BROKER_SSL_KEY:
@@ -415,7 +440,8 @@ static void set_defaults(struct cw_config *cfg)
     cfg->heartbeat_interval = 30;
     cfg->executor_memory_limit_mb = 512;
     cfg->broker_heartbeat = 30;
-    cfg->consumer_timeout = 1800; /* RabbitMQ's default consumer_timeout */
+    cfg->consumer_timeout = 1800;    /* RabbitMQ's default consumer_timeout */
+    cfg->native_delay_quorum = true; /* Celery's broker_native_delayed_delivery_queue_type */
     cfg->visibility_timeout = 300;
     cfg->orphan_timeout = 3600;
     cfg->shutdown_grace = 60;
@@ -448,6 +474,8 @@ static const struct option long_options[] = {
     {"broker-heartbeat", required_argument, NULL, SET_BROKER_HEARTBEAT},
     {"broker-ssl-ca-certs", required_argument, NULL, SET_BROKER_SSL_CA},
     {"queue-type", required_argument, NULL, SET_QUEUE_TYPE},
+    {"exchange-type", required_argument, NULL, SET_EXCHANGE_TYPE},
+    {"retry-transport", required_argument, NULL, SET_RETRY_TRANSPORT},
     {"consumer-timeout", required_argument, NULL, SET_CONSUMER_TIMEOUT},
     {"broker-ssl-certfile", required_argument, NULL, SET_BROKER_SSL_CERT},
     {"broker-ssl-keyfile", required_argument, NULL, SET_BROKER_SSL_KEY},
@@ -544,6 +572,29 @@ static int check_orphan_timeout(struct cw_config *cfg, bool given, struct cw_err
     return -1;
 }
 
+/* Celery 5.5 sets up native delayed delivery whenever it detects quorum queues, and only a
+ * topic (or fanout) exchange can be bound to it; cworker also when its retries use it.
+ * Retries through the ladder need a queue bound to it. */
+static int check_native_delay(struct cw_config *cfg, struct cw_error *err)
+{
+    if (cfg->retry_native && !cfg->exchange_topic) {
+        CW_FAIL(err, CW_ERR_PERMANENT,
+                "RETRY_TRANSPORT=native needs CELERY_EXCHANGE_TYPE=topic: native delayed "
+                "delivery cannot reach a queue bound to a direct exchange");
+        return -1;
+    }
+    cfg->native_delay = cfg->exchange_topic && (cfg->queue_quorum || cfg->retry_native);
+    for (int q = 0; cfg->native_delay && q < cfg->nqueues; q++)
+        if (strlen(cfg->queues[q]) > NATIVE_DELAY_MAX_QUEUE_KEY) {
+            CW_FAIL(err, CW_ERR_PERMANENT,
+                    "CELERY_QUEUES: queue name %.40s... is longer than %d bytes: a native "
+                    "delayed-delivery routing key would exceed AMQP's 255",
+                    cfg->queues[q], NATIVE_DELAY_MAX_QUEUE_KEY);
+            return -1;
+        }
+    return 0;
+}
+
 int config_load(struct cw_config *cfg, int argc, char **argv, struct cw_error *err)
 {
     set_defaults(cfg);
@@ -556,7 +607,8 @@ int config_load(struct cw_config *cfg, int argc, char **argv, struct cw_error *e
     }
     if (load_flags(cfg, argc, argv, given, err) != 0)
         return -1;
-    if (check_orphan_timeout(cfg, given[SET_ORPHAN_TIMEOUT], err) != 0)
+    if (check_orphan_timeout(cfg, given[SET_ORPHAN_TIMEOUT], err) != 0 ||
+        check_native_delay(cfg, err) != 0)
         return -1;
     /* The soft limit only has a default; a hard limit set below it pulls it down. */
     bool soft_given = given[SET_SOFT_TIME_LIMIT];

@@ -47,6 +47,26 @@ bool pg_error_lost_connection(const char *state, bool connection_ok)
     return (has_class(state, "08") && !is_state(state, "08P01")) || session_ended(state);
 }
 
+/* Texts libpq (fe-secure-openssl.c) writes when it cannot verify the server: OpenSSL's
+ * reason, its own host name check, and its root certificate file checks. */
+static const char *const tls_unverifiable[] = {
+    "certificate verify failed",
+    "does not match host name",
+    "root certificate file",
+    "could not get server's host name from server certificate",
+    NULL,
+};
+
+bool pg_error_tls_unverifiable(const char *libpq_message)
+{
+    if (!libpq_message)
+        return false;
+    for (int i = 0; tls_unverifiable[i]; i++)
+        if (strstr(libpq_message, tls_unverifiable[i]) != NULL)
+            return true;
+    return false;
+}
+
 void pg_redact(char *text, const char *secret)
 {
     if (!text || !secret || !*secret)

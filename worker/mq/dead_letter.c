@@ -1,6 +1,7 @@
 /* Properties of a dead-lettered message, and the same properties restored for a replay. */
 #include "mq/dead_letter.h"
 #include "celery/message.h"
+#include "mq/death_headers.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -35,7 +36,8 @@ void dead_letter_properties(const amqp_basic_properties_t *orig, const char *rea
     for (int i = 0; i < nold; i++) {
         amqp_bytes_t k = orig->headers.entries[i].key;
         /* an earlier dead-lettering's reason is replaced, not duplicated */
-        if (k.len > strlen(DEAD_LETTER_PREFIX) && is_dead_letter_header(k))
+        if ((k.len > strlen(DEAD_LETTER_PREFIX) && is_dead_letter_header(k)) ||
+            mq_is_death_header(k))
             continue;
         entries[n++] = orig->headers.entries[i];
     }
@@ -66,7 +68,8 @@ void dead_letter_restore_properties(const amqp_basic_properties_t *props, amqp_p
     if (entries == NULL)
         abort(); /* out of memory: same policy as cw_xmalloc */
     for (int i = 0; i < nold; i++)
-        if (!is_dead_letter_header(props->headers.entries[i].key))
+        if (!is_dead_letter_header(props->headers.entries[i].key) &&
+            !mq_is_death_header(props->headers.entries[i].key))
             entries[n++] = props->headers.entries[i];
     out->headers.num_entries = n;
     out->headers.entries = entries;

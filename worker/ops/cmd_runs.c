@@ -2,6 +2,7 @@
  * and parse_run re-published for one run exactly as the application does it
  * (CONTRACT 1.5: publish with confirms first, then commit PARSING with the task id). */
 #include "mq/conn.h"
+#include "mq/topology_config.h"
 #include "celery/encode.h"
 #include "ops/cmd_common.h"
 #include "ops/commands.h"
@@ -338,12 +339,13 @@ static int publish_confirmed(const struct cw_config *cfg, const char *queue,
                              const struct celery_outgoing *msg, struct cw_error *err)
 {
     struct mq_conn c;
+    struct mq_topology topology = mq_topology_of(cfg, false);
     int rc = -1;
 
     if (mq_conn_open(&c, cfg->broker_url, 0, err) != 0)
         return -1;
     if (mq_conn_enable_confirms(&c, err) == 0 &&
-        mq_conn_declare_topology(&c, queue, NULL, 0, cfg->queue_quorum, err) == 0 &&
+        mq_conn_declare_topology(&c, queue, &topology, err) == 0 &&
         mq_conn_publish(&c, "", queue, &msg->props, msg->body, err) == 0)
         rc = 0;
     mq_conn_close(&c);

@@ -4,6 +4,7 @@
 #include "base/xalloc.h"
 #include "mq/conn.h"
 #include "mq/dead_letter.h"
+#include "mq/topology_config.h"
 #include "ops/cmd_common.h"
 #include "ops/dlq_message.h"
 
@@ -91,7 +92,7 @@ int dlq_list(const struct cw_config *cfg, const char *queue, long limit, dlq_eac
 
 struct replay {
     const char *queue;
-    bool quorum;
+    struct mq_topology topology; /* what a missing target queue is declared as */
     const struct dlq_selection *sel;
     dlq_each_fn replayed_fn;
     dlq_problem_fn problem_fn;
@@ -123,7 +124,7 @@ static int ensure_declared(struct replay *r, const char *queue, struct cw_error 
     for (int i = 0; i < r->ndeclared; i++)
         if (strcmp(r->declared[i], queue) == 0)
             return 0;
-    if (mq_conn_declare_topology(&r->pub, queue, NULL, 0, r->quorum, err) != 0)
+    if (mq_conn_declare_topology(&r->pub, queue, &r->topology, err) != 0)
         return -1;
     if (r->ndeclared < MAX_DECLARED)
         r->declared[r->ndeclared++] = cw_xstrdup(queue);
@@ -230,11 +231,12 @@ int dlq_replay(const struct cw_config *cfg, const char *queue, bool quorum,
                void *ctx, long *nreplayed, int *failures, struct cw_error *err)
 {
     struct replay r = {.queue = queue,
-                       .quorum = quorum,
+                       .topology = mq_topology_of(cfg, false),
                        .sel = sel,
                        .replayed_fn = replayed,
                        .problem_fn = problem,
                        .ctx = ctx};
+    r.topology.quorum = quorum;
     uint32_t ready = 0;
     *nreplayed = 0;
     *failures = 0;

@@ -2,6 +2,7 @@
  * the loop never waits for a broker), publishing, queue counts, connection.blocked, QoS. */
 #include "base/clock.h"
 #include "base/log.h"
+#include "mq/topology_config.h"
 #include "supervisor/internal.h"
 
 #include <math.h>
@@ -47,9 +48,11 @@ static int open_consumer(void *arg, struct mq_conn *c, struct cw_error *err)
     const struct cw_config *cfg = o->cfg;
     if (open_next(o, c, err) != 0)
         return -1;
+    if (cfg->native_delay && mq_conn_declare_native_delay(c, cfg->native_delay_quorum, err) != 0)
+        return -1;
+    struct mq_topology topology = mq_topology_of(cfg, true);
     for (int q = 0; q < cfg->nqueues; q++)
-        if (mq_conn_declare_topology(c, cfg->queues[q], cfg->retry_delays, cfg->nretry_delays,
-                                     cfg->queue_quorum, err) != 0)
+        if (mq_conn_declare_topology(c, cfg->queues[q], &topology, err) != 0)
             return -1;
     bool global = !(cfg->queue_quorum || o->per_consumer_qos);
     if (mq_conn_set_prefetch(c, (uint16_t)base_prefetch(cfg), global, err) != 0)

@@ -26,6 +26,7 @@ static const char *what_of(const struct sup_publish *p)
 
 static void publish_free(struct sup_publish *p)
 {
+    free(p->exchange);
     free(p->routing_key);
     mq_message_copy_free(&p->msg);
 }
@@ -37,8 +38,8 @@ void sup_flush_publishes(struct supervisor *s)
         if (p->sent)
             continue;
         struct cw_error err;
-        if (sup_publish_raw(s, "", p->routing_key, &p->msg.props, p->msg.body, &p->seq, &err) !=
-            0) {
+        if (sup_publish_raw(s, p->exchange, p->routing_key, &p->msg.props, p->msg.body, &p->seq,
+                            &err) != 0) {
             log_warn("the %s of task %s waits for the publisher: %s", what_of(p), p->d->task.id,
                      err.message);
             return;
@@ -49,8 +50,8 @@ void sup_flush_publishes(struct supervisor *s)
 }
 
 void sup_publish_settling(struct supervisor *s, struct delivery *d, enum delivery_state on_ack,
-                          const char *routing_key, const amqp_basic_properties_t *props,
-                          amqp_bytes_t body)
+                          const char *exchange, const char *routing_key,
+                          const amqp_basic_properties_t *props, amqp_bytes_t body)
 {
     if (!sup_move(s, d, DLV_CONFIRMING))
         return;
@@ -62,6 +63,7 @@ void sup_publish_settling(struct supervisor *s, struct delivery *d, enum deliver
     memset(p, 0, sizeof *p);
     p->d = d;
     p->on_ack = on_ack;
+    p->exchange = cw_xstrdup(exchange);
     p->routing_key = cw_xstrdup(routing_key);
     mq_message_copy_init(&p->msg, props, body);
     sup_flush_publishes(s);

@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "executor/channel.h"
 #include "mq/dead_letter.h"
+#include "mq/death_headers.h"
 #include "supervisor/internal.h"
 #include "tasks/task.h"
 
@@ -25,7 +26,7 @@ void sup_dead_letter(struct supervisor *s, struct delivery *d, const char *reaso
     amqp_basic_properties_t props;
     dead_letter_properties(&d->original.props, reason, sup_queue_name(s, d), clock_wall(), &pool,
                            &props);
-    sup_publish_settling(s, d, DLV_DEAD_LETTERED, routing_key, &props, d->original.body);
+    sup_publish_settling(s, d, DLV_DEAD_LETTERED, "", routing_key, &props, d->original.body);
     log_warn("message %" PRIu64 " dead-lettered to %s: %s", d->tag, routing_key, reason);
     s->stats.dead_lettered++;
     empty_amqp_pool(&pool);
@@ -121,25 +122,45 @@ void sup_read_deliveries(struct supervisor *s)
     }
 }
 
+/* A held delivery handed back: a copy without RabbitMQ's death headers (a copy that went
+ * through the ladder before and goes through it again would be dropped as a cycle), to
+ * its queue, or with RETRY_TRANSPORT=native into the ladder for what is left of its wait. */
+static void repark(struct supervisor *s, struct delivery *d, double now)
+{
+    char exchange[64], routing_key[300];
+    const char *queue = sup_queue_name(s, d);
+    if (s->cfg->retry_native)
+        sup_delay_route(s, queue, d->not_before - now, 0, exchange, sizeof exchange, routing_key,
+                        sizeof routing_key);
+    else {
+        exchange[0] = '\0';
+        snprintf(routing_key, sizeof routing_key, "%s", queue);
+    }
+    amqp_pool_t pool;
+    init_amqp_pool(&pool, 1024);
+    amqp_basic_properties_t props;
+    mq_strip_death_headers(&d->original.props, &pool, &props);
+    sup_log_task(d);
+    log_info("task %s held for %.0f s of its eta: handed back to %s%s%s before the broker's "
+             "consumer timeout",
+             d->task.id, now - d->received_at, exchange, exchange[0] ? " with routing key " : "",
+             routing_key);
+    sup_publish_settling(s, d, DLV_ACKED, exchange, routing_key, &props, d->original.body);
+    empty_amqp_pool(&pool);
+}
+
 /* RabbitMQ closes a channel that holds a delivery unacked longer than its consumer_timeout
  * (30 min by default), which would give up every delivery on it. A delivery held that long
- * for its eta is handed back instead: a copy is published to its queue and the original
- * acked once the copy is confirmed; whoever receives the copy holds it again. */
+ * for its eta is handed back instead: a copy is published and the original acked once the
+ * copy is confirmed; whoever receives the copy holds it again. */
 void sup_repark_held(struct supervisor *s, double now)
 {
     double limit = s->cfg->consumer_timeout * 0.5;
     if (limit <= 0 || !mq_conn_is_open(&s->publisher))
         return;
-    for (struct delivery *d = s->deliveries; d; d = d->next) {
-        if (d->state != DLV_HELD || now - d->received_at < limit || d->not_before - now < 5)
-            continue;
-        sup_log_task(d);
-        log_info("task %s held for %.0f s of its eta: handed back to %s before the broker's "
-                 "consumer timeout",
-                 d->task.id, now - d->received_at, sup_queue_name(s, d));
-        sup_publish_settling(s, d, DLV_ACKED, sup_queue_name(s, d), &d->original.props,
-                             d->original.body);
-    }
+    for (struct delivery *d = s->deliveries; d; d = d->next)
+        if (d->state == DLV_HELD && now - d->received_at >= limit && d->not_before - now >= 5)
+            repark(s, d, now);
 }
 
 /* The first delivery that may run now, in arrival order (so one sent back for a forced

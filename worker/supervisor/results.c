@@ -14,11 +14,11 @@
 
 static void publish_retry(struct supervisor *s, struct delivery *d, int next_retries, double delay)
 {
-    const struct cw_config *cfg = s->cfg;
-    int slot = retry_policy_slot(next_retries, cfg->nretry_delays);
-    char routing_key[300];
-    mq_conn_retry_queue_name(sup_queue_name(s, d), cfg->retry_delays[slot], routing_key,
-                             sizeof routing_key);
+    /* The slot the executor recorded for the dashboard (retry_policy_slot) is the one used. */
+    char exchange[64], routing_key[300];
+    sup_delay_route(s, sup_queue_name(s, d), delay,
+                    retry_policy_slot(next_retries, s->cfg->nretry_delays), exchange,
+                    sizeof exchange, routing_key, sizeof routing_key);
     struct celery_outgoing out;
     struct cw_error err;
     if (celery_message_encode_retry(&d->task, clock_wall(), delay, &out, &err) != 0) {
@@ -26,9 +26,9 @@ static void publish_retry(struct supervisor *s, struct delivery *d, int next_ret
                   err.message);
         sup_settle(s, d, DLV_REQUEUED);
     } else {
-        sup_publish_settling(s, d, DLV_RETRIED, routing_key, &out.props, out.body);
-        log_info("task %s retry %d published to %s (runs in %.0f s)", d->task.id, next_retries,
-                 routing_key, delay);
+        sup_publish_settling(s, d, DLV_RETRIED, exchange, routing_key, &out.props, out.body);
+        log_info("task %s retry %d published to %s%s%s (runs in %.0f s)", d->task.id, next_retries,
+                 exchange, exchange[0] ? " with routing key " : "", routing_key, delay);
     }
     celery_outgoing_free(&out);
 }

@@ -3,8 +3,9 @@
  * caller in the process, to $PQCOUNT_LOG:
  *   <pid> S <statement, first 60 bytes, newlines as spaces>
  *   <pid> R
- * A statement sent in pipeline mode (PQsendQueryParams) is counted when sent; its
- * round trip when the pipeline is synced. Build: cc -shared -fPIC -o pq_count.so
+ * A statement sent in pipeline mode (PQsendQueryParams/PQsendQueryPrepared) is counted
+ * when sent; its round trip when the pipeline is synced. The end of a COPY FROM STDIN
+ * (PQputCopyEnd, whose result is then waited for) is a round trip of its own. Build: cc -shared -fPIC -o pq_count.so
  * pq_count.c -ldl */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -73,6 +74,39 @@ int PQsendQueryParams(PGconn *conn, const char *sql, int n, const Oid *types,
     return REAL("PQsendQueryParams", int (*)(PGconn *, const char *, int, const Oid *,
                                              const char *const *, const int *, const int *, int))(
         conn, sql, n, types, values, lengths, formats, result_format);
+}
+
+PGresult *PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values,
+                         const int *lengths, const int *formats, int result_format)
+{
+    note("S", name);
+    note("R", NULL);
+    inside++;
+    PGresult *res = REAL("PQexecPrepared",
+                         PGresult * (*)(PGconn *, const char *, int, const char *const *,
+                                        const int *, const int *, int))(
+        conn, name, n, values, lengths, formats, result_format);
+    inside--;
+    return res;
+}
+
+int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values,
+                        const int *lengths, const int *formats, int result_format)
+{
+    if (!inside) {
+        note("S", name);
+        if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF)
+            note("R", NULL);
+    }
+    return REAL("PQsendQueryPrepared", int (*)(PGconn *, const char *, int, const char *const *,
+                                               const int *, const int *, int))(
+        conn, name, n, values, lengths, formats, result_format);
+}
+
+int PQputCopyEnd(PGconn *conn, const char *errormsg)
+{
+    note("R", NULL);
+    return REAL("PQputCopyEnd", int (*)(PGconn *, const char *))(conn, errormsg);
 }
 
 int PQpipelineSync(PGconn *conn)

@@ -4,9 +4,10 @@
  *   <pid> S <statement, first 60 bytes, newlines as spaces>
  *   <pid> R
  * A statement sent in pipeline mode (PQsendQueryParams/PQsendQueryPrepared) is counted
- * when sent; its round trip when the pipeline is synced. The end of a COPY FROM STDIN
- * (PQputCopyEnd, whose result is then waited for) is a round trip of its own. Build: cc -shared -fPIC -o pq_count.so
- * pq_count.c -ldl */
+ * when sent; its round trip when the pipeline is synced, once for syncs sent one after the
+ * other before any result is read (they travel together). The end of a COPY FROM STDIN
+ * (PQputCopyEnd, whose result is then waited for) is a round trip of its own. Build: cc -shared
+ * -fPIC -o pq_count.so pq_count.c -ldl */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <libpq-fe.h>
@@ -82,10 +83,10 @@ PGresult *PQexecPrepared(PGconn *conn, const char *name, int n, const char *cons
     note("S", name);
     note("R", NULL);
     inside++;
-    PGresult *res = REAL("PQexecPrepared",
-                         PGresult * (*)(PGconn *, const char *, int, const char *const *,
-                                        const int *, const int *, int))(
-        conn, name, n, values, lengths, formats, result_format);
+    PGresult *res =
+        REAL("PQexecPrepared", PGresult * (*)(PGconn *, const char *, int, const char *const *,
+                                              const int *, const int *, int))(
+            conn, name, n, values, lengths, formats, result_format);
     inside--;
     return res;
 }
@@ -98,9 +99,9 @@ int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const
         if (PQpipelineStatus(conn) == PQ_PIPELINE_OFF)
             note("R", NULL);
     }
-    return REAL("PQsendQueryPrepared", int (*)(PGconn *, const char *, int, const char *const *,
-                                               const int *, const int *, int))(
-        conn, name, n, values, lengths, formats, result_format);
+    return REAL("PQsendQueryPrepared",
+                int (*)(PGconn *, const char *, int, const char *const *, const int *, const int *,
+                        int))(conn, name, n, values, lengths, formats, result_format);
 }
 
 int PQputCopyEnd(PGconn *conn, const char *errormsg)
@@ -109,8 +110,19 @@ int PQputCopyEnd(PGconn *conn, const char *errormsg)
     return REAL("PQputCopyEnd", int (*)(PGconn *, const char *))(conn, errormsg);
 }
 
+/* A sync was sent and no result read since: a further sync rides the same round trip. */
+static __thread int awaiting;
+
+PGresult *PQgetResult(PGconn *conn)
+{
+    awaiting = 0;
+    return REAL("PQgetResult", PGresult * (*)(PGconn *))(conn);
+}
+
 int PQpipelineSync(PGconn *conn)
 {
-    note("R", NULL);
+    if (!awaiting)
+        note("R", NULL);
+    awaiting = 1;
     return REAL("PQpipelineSync", int (*)(PGconn *))(conn);
 }

@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 struct db {
-    PGconn *conn; /* NULL when not connected */
+    PGconn *conn;      /* NULL when not connected */
+    unsigned prepared; /* the named statements (db_internal.h) prepared on conn */
 };
 
 /* A run as the worker needs it. status is upper-cased (lower-case values are tolerated). */

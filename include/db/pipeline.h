@@ -14,6 +14,9 @@ CW_MUST_CHECK int pipeline_enter(PGconn *conn, const char *what, struct cw_error
 /* Queues one parameterised statement (text results); -1 with err when libpq refuses it. */
 CW_MUST_CHECK int pipeline_send(PGconn *conn, const char *what, const char *sql, int n,
                                 const char *const *values, struct cw_error *err);
+/* Queues an execution of the statement prepared as name (db_prepare_once). */
+CW_MUST_CHECK int pipeline_send_prepared(PGconn *conn, const char *what, const char *name, int n,
+                                         const char *const *values, struct cw_error *err);
 /* Queues a sync point: the statements since the previous one end their implicit
  * transaction there (an explicit BEGIN keeps its own). */
 CW_MUST_CHECK int pipeline_sync(PGconn *conn, const char *what, struct cw_error *err);

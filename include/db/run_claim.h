@@ -2,7 +2,8 @@
  * advisory lock, then, in one statement whose snapshot is taken once the lock is held,
  * load the run, count this execution in cworker_tasks (or, for a COMPLETE run, record its
  * final state under this task id), mark the run PARSING for the task and load its files;
- * and after that statement's commit, the BEGIN of the result transaction.
+ * and after that statement's commit, the BEGIN of the result transaction. The claim
+ * statement is prepared once per connection (db_internal.h).
  *
  * Per-run exclusion: the claim statement runs only when the lock was granted (a lock
  * timeout aborts the pipeline up to its sync, the claim with it). The lock is

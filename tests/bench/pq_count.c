@@ -104,6 +104,19 @@ int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const
                         int))(conn, name, n, values, lengths, formats, result_format);
 }
 
+/* Once per connection and statement (worker/db/db_internal.h): counted, so the figures per
+ * run include its share. */
+PGresult *PQprepare(PGconn *conn, const char *name, const char *sql, int n, const Oid *types)
+{
+    note("S", sql);
+    note("R", NULL);
+    inside++;
+    PGresult *res = REAL("PQprepare", PGresult * (*)(PGconn *, const char *, const char *, int,
+                                                     const Oid *))(conn, name, sql, n, types);
+    inside--;
+    return res;
+}
+
 int PQputCopyEnd(PGconn *conn, const char *errormsg)
 {
     note("R", NULL);

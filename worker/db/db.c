@@ -11,6 +11,7 @@
 int db_connect_as(struct db *db, const char *url, const char *role, struct cw_error *err)
 {
     db->conn = pg_connect(url, role, err);
+    db->prepared = 0;
     return db->conn ? 0 : -1;
 }
 
@@ -24,6 +25,7 @@ void db_close(struct db *db)
     if (db->conn)
         PQfinish(db->conn);
     db->conn = NULL;
+    db->prepared = 0;
 }
 
 bool db_ensure_connected(struct db *db)
@@ -33,6 +35,7 @@ bool db_ensure_connected(struct db *db)
     if (PQstatus(db->conn) == CONNECTION_OK)
         return true;
     PQreset(db->conn);
+    db->prepared = 0; /* a new session: its prepared statements are gone */
     return PQstatus(db->conn) == CONNECTION_OK;
 }
 

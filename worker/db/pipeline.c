@@ -27,6 +27,14 @@ int pipeline_send(PGconn *conn, const char *what, const char *sql, int n, const 
     return libpq_refused(conn, what, err);
 }
 
+int pipeline_send_prepared(PGconn *conn, const char *what, const char *name, int n,
+                           const char *const *values, struct cw_error *err)
+{
+    if (PQsendQueryPrepared(conn, name, n, values, NULL, NULL, 0) == 1)
+        return 0;
+    return libpq_refused(conn, what, err);
+}
+
 int pipeline_sync(PGconn *conn, const char *what, struct cw_error *err)
 {
     return PQpipelineSync(conn) == 1 ? 0 : libpq_refused(conn, what, err);

@@ -43,6 +43,8 @@ static const char CLAIM_SQL[] =
     "  LEFT JOIN files f ON f.run_id = m.id "
     "ORDER BY f.id";
 
+#define CLAIM_NAME "cworker_claim"
+
 enum { C_STATUS, C_ATTEMPTS, C_FINAL, C_RESULT, C_MARKED, C_EARLIER, C_FILE };
 
 static void read_files(const PGresult *res, struct db_claim *c)
@@ -95,7 +97,7 @@ static int send_claim(struct db *db, const struct db_claim_request *req, struct 
                       "SELECT set_config('lock_timeout', $1, true)", 1, timeout_values, err) != 0 ||
         pipeline_send(conn, "waiting for the run lock", "SELECT pg_advisory_lock($1::bigint)", 1,
                       lock_values, err) != 0 ||
-        pipeline_send(conn, "claiming the run", CLAIM_SQL, 5, claim_values, err) != 0 ||
+        pipeline_send_prepared(conn, "claiming the run", CLAIM_NAME, 5, claim_values, err) != 0 ||
         pipeline_sync(conn, "claiming the run", err) != 0)
         return -1;
     if (req->writer && (db_run_writer_queue_begin(req->writer, db, req->run_id, req->task_id,
@@ -150,7 +152,8 @@ int db_run_claim(struct db *db, const struct db_claim_request *req, struct db_cl
                  struct cw_error *err)
 {
     memset(c, 0, sizeof *c);
-    if (pipeline_enter(db->conn, "claiming the run", err) != 0)
+    if (db_prepare_once(db, DB_STMT_CLAIM, CLAIM_NAME, CLAIM_SQL, 5, err) != 0 ||
+        pipeline_enter(db->conn, "claiming the run", err) != 0)
         return -1;
     int rc = send_claim(db, req, err);
     if (rc == 0)

@@ -203,6 +203,7 @@ static const char COMPLETE_SQL[] =
     "SELECT cworker_require(EXISTS (SELECT 1 FROM task), "
     "  format('run %s is no longer PARSING for task %s', $1::bigint, $2::text))";
 
+#define COMPLETE_NAME  "cworker_complete"
 #define NOT_OURS_STATE "CW001"
 
 /* Reads the COMPLETE's result: *written, or (not ours) false with no error. */
@@ -230,9 +231,10 @@ static int complete_pipelined(struct db_run_writer *w, const char *metrics_json,
     const char *values[] = {w->run_id, w->task_id, metrics_json, result_json};
     const char *lock_values[] = {w->run_id};
     const char *what = "marking the run COMPLETE";
-    if (pipeline_enter(conn, what, err) != 0)
+    if (db_prepare_once(w->db, DB_STMT_COMPLETE, COMPLETE_NAME, COMPLETE_SQL, 4, err) != 0 ||
+        pipeline_enter(conn, what, err) != 0)
         return -1;
-    int rc = pipeline_send(conn, what, COMPLETE_SQL, 4, values, err);
+    int rc = pipeline_send_prepared(conn, what, COMPLETE_NAME, 4, values, err);
     if (rc == 0)
         rc = pipeline_send(conn, "committing", "COMMIT", 0, NULL, err);
     if (rc == 0 && w->unlock_at_commit)

@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 struct db {
-    PGconn *conn; /* NULL when not connected */
+    PGconn *conn;      /* NULL when not connected */
+    unsigned prepared; /* the named statements (db_internal.h) prepared on conn */
 };
 
 /* A run as the worker needs it. status is upper-cased (lower-case values are tolerated). */
@@ -32,7 +33,8 @@ struct db_run {
     char task_id[256]; /* "" when none */
 };
 
-/* One upload of a run (the application's `files` row). Owned by the array from db_files_load. */
+/* One upload of a run (the application's `files` row). Owned by the array that holds it
+ * (db_claim.files, db/run_claim.h). */
 struct db_file {
     long id;
     char *path;
@@ -41,7 +43,7 @@ struct db_file {
     char *stored_object_key;
 };
 
-/* What the worker recorded for a task id in cworker_tasks. */
+/* What the worker recorded for a task id in cworker_tasks (read by the claim). */
 struct db_task_record {
     int attempts;          /* executions started at this retry number, this one included */
     char final_status[51]; /* "" while the task has not finished */
@@ -57,34 +59,22 @@ void db_close(struct db *db);
 bool db_ensure_connected(struct db *db);
 
 /* Session-level advisory lock on the run: held while one execution runs it, released
- * by db_run_unlock or when the connection ends (so a dead owner never blocks a run). */
+ * by db_run_unlock or when the connection ends (so a dead owner never blocks a run).
+ * A parse_run execution takes it in its claim (db/run_claim.h); these are for the
+ * sweeper and the record of a forced failure. */
 CW_MUST_CHECK int db_run_try_lock(struct db *db, long run_id, bool *locked, struct cw_error *err);
 void db_run_unlock(struct db *db, long run_id);
 /* Waits up to timeout_s for the run lock (another delivery of the run is executing);
  * locked=false when it is still held then. */
 CW_MUST_CHECK int db_run_lock_wait(struct db *db, long run_id, double timeout_s, bool *locked,
                                    struct cw_error *err);
-/* Records the run's final state (COMPLETE/FAILED) under task_id too, when task_id has no
- * record yet: a duplicate delivery (the user clicked twice) whose run another task
- * finished. The application's late PARSING commit for it is then undone by the trigger. */
-CW_MUST_CHECK int db_task_adopt_final_state(struct db *db, long run_id, const char *task_id,
-                                            struct cw_error *err);
-
 /* found=false when there is no such run. */
 CW_MUST_CHECK int db_run_load(struct db *db, long run_id, struct db_run *run, bool *found,
                               struct cw_error *err);
-/* Counts this execution in cworker_tasks and returns the task's record. */
-CW_MUST_CHECK int db_task_begin(struct db *db, long run_id, const char *task_id, int retries,
-                                struct db_task_record *rec, struct cw_error *err);
 void db_task_record_free(struct db_task_record *rec);
-/* Steps 1-2 of parse_run: task_id, retry_count, PARSING, started_at, heartbeat; committed. */
-CW_MUST_CHECK int db_run_mark_parsing(struct db *db, long run_id, const char *task_id, int retries,
-                                      struct cw_error *err);
 /* last_heartbeat = now(); with progress_json (may be NULL) stored for the task. */
 CW_MUST_CHECK int db_run_heartbeat(struct db *db, long run_id, const char *task_id,
                                    const char *progress_json, struct cw_error *err);
-CW_MUST_CHECK int db_files_load(struct db *db, long run_id, struct db_file **files, size_t *n,
-                                struct cw_error *err);
 void db_files_free(struct db_file *files, size_t n);
 
 /* Called between COPY chunks of a long write (db/run_writer.h), so the caller can keep the

@@ -3,10 +3,10 @@
  *
  * A run is orphaned when it is PARSING, no cworker execution of its task id ever started
  * (no cworker_tasks row for the run's task_id: an execution writes one before anything
- * else, db_task_begin), and the application's PARSING mark (the later of started_at and
- * last_heartbeat, both written by the application; created_at when it wrote neither) is
- * older than ORPHAN_TIMEOUT. A claim moves last_heartbeat to now(), so the mark ages again
- * from the re-publish: at most one re-publish per run per ORPHAN_TIMEOUT. */
+ * else, in its claim: db/run_claim.h), and the application's PARSING mark (the later of started_at
+ * and last_heartbeat, both written by the application; created_at when it wrote neither) is older
+ * than ORPHAN_TIMEOUT. A claim moves last_heartbeat to now(), so the mark ages again from the
+ * re-publish: at most one re-publish per run per ORPHAN_TIMEOUT. */
 #ifndef CWORKER_DB_ORPHANS_H
 #define CWORKER_DB_ORPHANS_H
 

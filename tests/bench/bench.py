@@ -6,15 +6,22 @@ For each contender, BENCH_REPEAT times (interleaved), on its own queue and its o
 database (migrated with `cworker migrate`) and storage directory:
   1. create BENCH_RUNS runs of the Palo Alto app (one tar.gz built once, stored per run)
      as the application does (tests/py/producer.py create_run), untimed;
-  2. start the worker (concurrency 2) and wait until it consumes from its queue;
-  3. sample the worker's process tree from /proc every 100 ms (sum of RSS, and PSS,
-     which counts pages shared after fork once);
-  4. publish every run through producer.enqueue (the real Celery client, then the app's
-     PARSING commit) and time from the first publish until every run has completed_at set
-     (both workers set it in the transaction that writes the stanzas; the Python worker
-     has no answer to the application's late-PARSING race, so its status may read PARSING);
-  5. read the CPU time of the tree (utime+stime, plus cutime+cstime of reaped children),
-     check the stanza rows per run, stop the worker.
+  2. start the worker (concurrency 2), wait until it consumes from its empty queue (ready s),
+     sample its idle memory for a second, and stop it;
+  3. publish every run through producer.enqueue (the real Celery client, then the app's
+     PARSING commit) with no worker running, so the producer's speed and CPU are not what
+     is measured (publish runs/s is printed apart: about 1000/s here, idle);
+  4. start the worker again, sampling its process tree from /proc every 100 ms (sum of RSS,
+     and PSS, which counts pages shared after fork once), and time from its first delivery
+     (the queue's ready count first seen below BENCH_RUNS, polled every 10 ms on one broker
+     channel) until every run has completed_at set (polled every 25 ms; both workers set it
+     in the transaction that writes the stanzas);
+  5. read the CPU time of the tree (utime+stime, plus cutime+cstime of reaped children) and
+     of the whole PostgreSQL server over that window, check the stanza rows per run, stop
+     the worker.
+Both contenders are measured by this same method. Until this method, runs were published
+while the worker ran and timed from the first publish: the publisher then shared the two
+CPUs with the worker and PostgreSQL (its PARSING commits included in PostgreSQL's CPU).
 Prints a table of medians and the ratios, and writes everything to .state/bench.json
 (the workers' logs go to .state/bench/).
 
@@ -55,6 +62,7 @@ APP_DIR = "splunk_ta_paloalto"
 APP_TOP = "Splunk_TA_paloalto"
 SAMPLE_INTERVAL = 0.1
 POLL_INTERVAL = 0.025
+DELIVERY_POLL = 0.01
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
 MIB = 1024.0 * 1024.0
@@ -273,6 +281,53 @@ def bench_one(name, rep, env, upload, n_runs, concurrency, workdir, pg_pid):
     return r
 
 
+def launch(name, argv, cwd, wenv, log_path, env, queue):
+    """Starts a contender; returns (process, seconds until it consumed from queue)."""
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(argv, cwd=cwd, env=wenv, stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    launched = time.monotonic()
+    try:
+        while (queue_consumers(env["CELERY_BROKER_URL"], queue) or 0) < 1:
+            if proc.poll() is not None or time.monotonic() - launched > 60:
+                raise RuntimeError("%s did not start consuming %s; log %s"
+                                   % (name, queue, log_path))
+            time.sleep(0.1)
+    except BaseException:
+        stop_tree(proc)
+        raise
+    return proc, time.monotonic() - launched
+
+
+def idle_memory(name, argv, cwd, wenv, log_path, env, queue):
+    """The first launch, on the empty queue: (ready seconds, idle samples). The worker is
+    stopped again before anything is published."""
+    proc, ready_s = launch(name, argv, cwd, wenv, log_path, env, queue)
+    try:
+        sampler = Sampler(proc.pid)
+        sampler.start()
+        time.sleep(1.0)  # ready and waiting
+        sampler.stop()
+    finally:
+        stop_tree(proc)
+    return ready_s, sampler.samples
+
+
+def first_delivery(broker_url, queue, n_runs, proc, log_path):
+    """Polls the queue's ready count on one channel until the worker took a message; the
+    monotonic time it was first seen below n_runs."""
+    from kombu import Connection
+
+    with Connection(broker_url) as c:
+        ch = c.channel()
+        deadline = time.monotonic() + 60
+        while ch.queue_declare(queue=queue, passive=True).message_count >= n_runs:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the worker took nothing from %s; log %s" % (queue, log_path))
+            time.sleep(DELIVERY_POLL)
+    return time.monotonic()
+
+
 def measure(name, env, url, queue, storage, upload, n_runs, concurrency, log_path, pg_pid):
     wenv = dict(os.environ, CELERY_BROKER_URL=env["CELERY_BROKER_URL"], DATABASE_URL=url,
                 STORAGE_BACKEND="local", STORAGE_PATH=storage, CELERY_QUEUES=queue)
@@ -281,32 +336,29 @@ def measure(name, env, url, queue, storage, upload, n_runs, concurrency, log_pat
     conn = psycopg2.connect(url)
     runs = [producer.create_run(conn, [(APP_TOP + ".tar.gz", upload)], storage)[0]
             for _ in range(n_runs)]
-    app = producer.celery_app(env["CELERY_BROKER_URL"])
-
     argv, cwd, extra = contender_cmd(name, concurrency)
     argv = [a.replace("{queue}", queue) for a in argv]
     wenv.update(extra)
-    with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(argv, cwd=cwd, env=wenv, stdout=logf, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    try:
-        launched = time.monotonic()
-        while (queue_consumers(env["CELERY_BROKER_URL"], queue) or 0) < 1:
-            if proc.poll() is not None or time.monotonic() - launched > 60:
-                raise RuntimeError("%s did not start consuming %s; log %s"
-                                   % (name, queue, log_path))
-            time.sleep(0.1)
-        ready_s = time.monotonic() - launched
-        sampler = Sampler(proc.pid)
-        sampler.start()
-        time.sleep(1.0)  # idle memory, ready and waiting
-        cpu_before = cpu_seconds(tree_pids(proc.pid))
-        pg_before = cpu_seconds(tree_pids(pg_pid)) if pg_pid else 0.0
+    ready_s, idle = idle_memory(name, argv, cwd, wenv, log_path, env, queue)
 
-        t0 = time.monotonic()
+    # Every run published (and committed PARSING) as the application does, with no worker
+    # running: the producer's speed and CPU stay out of what is measured.
+    app = producer.celery_app(env["CELERY_BROKER_URL"])
+    p0 = time.monotonic()
+    try:
         for run_id in runs:
             producer.enqueue(conn, app, run_id, queue=queue)
-        published = time.monotonic()
+    finally:
+        app.close()
+    publish_s = time.monotonic() - p0
+
+    proc, _ = launch(name, argv, cwd, wenv, log_path, env, queue)
+    try:
+        sampler = Sampler(proc.pid)
+        sampler.start()
+        t0 = first_delivery(env["CELERY_BROKER_URL"], queue, n_runs, proc, log_path)
+        cpu_before = cpu_seconds(tree_pids(proc.pid))
+        pg_before = cpu_seconds(tree_pids(pg_pid)) if pg_pid else 0.0
         conn.autocommit = True
         done, deadline = 0, t0 + 120 + n_runs
         with conn.cursor() as cur:
@@ -322,7 +374,6 @@ def measure(name, env, url, queue, storage, upload, n_runs, concurrency, log_pat
         sampler.stop()
     finally:
         stop_tree(proc)
-        app.close()
 
     with conn.cursor() as cur:
         cur.execute("SELECT status, count(*) FROM ingestion_runs WHERE id = ANY(%s)"
@@ -347,12 +398,13 @@ def measure(name, env, url, queue, storage, upload, n_runs, concurrency, log_pat
     conn.close()
 
     busy = sampler.window(t0, t1 + 0.3) or sampler.samples
-    idle = sampler.window(0, t0) or sampler.samples[:1]
+    idle = idle or busy[:1]
     wall = t1 - t0
     return {
         "runs": n_runs, "completed": done,
         "ready_seconds": round(ready_s, 2),
-        "wall_seconds": round(wall, 3), "publish_seconds": round(published - t0, 3),
+        "wall_seconds": round(wall, 3), "publish_seconds": round(publish_s, 3),
+        "publish_runs_per_second": round(n_runs / publish_s, 1) if publish_s > 0 else 0.0,
         "runs_per_second": round(done / wall, 2) if wall > 0 else 0.0,
         "cpu_seconds_busy": round(cpu_after - cpu_before, 2),
         "cpu_seconds_total": round(cpu_after, 2),
@@ -393,22 +445,23 @@ COLUMNS = [
 
 
 NOTES = """
-runs/s, wall s: first publish until every run has completed_at (polled every 25 ms).
-ready s: launch until the worker consumes from its queue.
+runs/s, wall s: the worker's first delivery until every run has completed_at (polled every
+  25 ms); all runs were published and committed PARSING before the worker started.
+ready s: launch until the worker consumes from its (empty) queue.
 CPU s: the worker's process tree (utime+stime, plus cutime+cstime of reaped children),
-  first publish to last completion; "incl. start" counts from the worker's launch.
+  first delivery to last completion; "incl. start" counts from the worker's launch.
 task ms: median of each worker's own metrics.duration_seconds, task entry to its final
   statements. cworker streams its rows while it parses, so its figure includes the writes
   but the COMPLETE/COMMIT; the Python baseline's excludes its whole write transaction.
 PG CPU ms/run: the whole private PostgreSQL server over the same window (any other load on
-  it included); RabbitMQ and the publisher are not counted.
+  it included, such as the 25 ms completion poll); RabbitMQ is not counted.
 RSS: sum over the worker's process tree, sampled every 100 ms (pages shared after fork
   count once per process); PSS counts them once. steady = median over the busy window,
-  idle = the second before the first publish.
+  idle = a second on the empty queue (a first launch of the worker, before publishing).
 The Python baseline (tests/bench/py_worker.py) runs the application's Celery config
   (prefetch multiplier 4; cworker uses 1) and skips typed projections, heartbeats, the
   per-run lock, the late-PARSING repair and archive limits: the ratios favour it.
-This machine has %(cpus)s CPUs, shared by the worker, PostgreSQL, RabbitMQ and the publisher;
+This machine has %(cpus)s CPUs, shared by the worker, PostgreSQL, RabbitMQ and the bench's pollers;
   PostgreSQL used %(pg_share)sx cworker's own CPU per run%(pg_bound)s"""
 
 
@@ -457,7 +510,8 @@ def main():
                           postmaster_pid(state))
             results[name].append(r)
             log("  %(runs_per_second).1f runs/s, %(wall_seconds).2f s, CPU %(cpu_seconds_busy).2f s,"
-                " RSS peak %(rss_peak_mib).1f MiB" % r)
+                " PG CPU %(pg_cpu_ms_per_run).1f ms/run, RSS peak %(rss_peak_mib).1f MiB"
+                " (published beforehand at %(publish_runs_per_second).0f runs/s)" % r)
 
     med = {c: {key: median_of(results[c], key) for _, key, _ in COLUMNS} for c in contenders}
     cw, py = med["cworker"], med["python"]
@@ -489,7 +543,10 @@ def main():
     print()
     print(table([(c, med[c]) for c in contenders]))
     print()
-    print("throughput   cworker/python  %sx" % ratios["throughput_cworker_over_python"])
+    print("throughput   cworker/python  %sx   (the producer alone published %s runs/s)"
+          % (ratios["throughput_cworker_over_python"],
+             round(statistics.median(r["publish_runs_per_second"]
+                                     for c in contenders for r in results[c]))))
     print("peak RSS     python/cworker  %sx   (steady %sx, peak PSS %sx)"
           % (ratios["peak_rss_python_over_cworker"], ratios["steady_rss_python_over_cworker"],
              ratios["peak_pss_python_over_cworker"]))

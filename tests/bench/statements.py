@@ -1,4 +1,5 @@
-"""Statements and round trips per small run, counted in the worker's executor by an
+"""Statements and round trips per small run (a COPY is two: its start and its end), counted
+in the worker's executor by an
 LD_PRELOAD shim around libpq (tests/bench/pq_count.c, built here with cc): BENCH_STMT_RUNS
 runs of the Palo Alto app (5) parsed one after the other by a cworker with concurrency 1;
 what its executor sent, divided by the runs. Statements of the connection set-up and the

@@ -675,6 +675,31 @@ def test_same_run_published_twice_at_once_executes_once(env, workers, celery):
     assert env.ready(workers.queue + ".dead") == 0
 
 
+def test_run_whose_lock_stays_held_is_dropped_after_the_lock_wait(env, workers, celery):
+    """Another session holds the run's advisory lock (an execution that never ends): the
+    claim waits its 30 s lock timeout, then the delivery is dropped (skipped) without
+    touching the run: the claim statement queued behind the lock never ran, so there is
+    no cworker_tasks row, no rows, and the run is still as the application left it."""
+    w = workers.start(CONCURRENCY=1)
+    run_id = create_run(env, pal_upload())
+    holder = env.producer_conn()
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s::bigint)", (run_id,))
+        tid = enqueue(env, celery, run_id, workers.queue)
+        wait_until(lambda: faults.log_count(
+            w, r"run %d is still being executed by another delivery after 30 s" % run_id),
+            60, "the delivery dropped after the lock wait")
+        faults.wait_queue_settled(env, workers.queue)
+        assert env.scalar("SELECT count(*) FROM cworker_tasks WHERE task_id = %s", (tid,)) == 0
+        assert faults.row_counts(env, run_id)["stanzas"] == 0
+        row = run_row(env, run_id)
+        assert (row["status"], row["task_id"]) == ("PARSING", tid), row
+    finally:
+        holder.close()
+
+
 def test_same_message_delivered_twice_at_once_executes_once(env, workers, celery):
     """The very same message (one task id) twice, as a duplicated publish would give."""
     w = workers.start(CONCURRENCY=2, CWORKER_DEBUG_ENTRY_DELAY_MS=100)

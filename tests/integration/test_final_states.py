@@ -117,6 +117,58 @@ def test_hard_time_limit_after_the_commit_does_not_fail_the_run(env, workers, ce
     assert env.ready(workers.queue + ".dead") == 0
 
 
+def _parse_again(env, celery, run_id, queue, publish=True):
+    """A new parse of the run under a new task id, PARSING committed BEFORE the publish (so
+    the worker never sees the run's earlier state); returns the task id."""
+    task_id = str(uuid.uuid4())
+    pconn = env.producer_conn()
+    try:
+        producer.mark_parsing(pconn, run_id, task_id)
+    finally:
+        pconn.close()
+    if publish:
+        producer.send_parse_run(celery, run_id, queue=queue, task_id=task_id)
+    return task_id
+
+
+def _complete_under(env, run_id, task_id, timeout):
+    wait_until(lambda: (lambda r: r["status"] == "COMPLETE" and r["task_id"] == task_id)(
+        run_row(env, run_id)), timeout, "run %s COMPLETE under %s" % (run_id, task_id))
+
+
+def test_reparse_of_a_complete_run_replaces_its_rows(env, workers, celery):
+    """A COMPLETE run parsed again under a new task id: the claim sees the run's earlier
+    rows, and the new result transaction removes them before writing its own: one set of
+    rows (stanzas and typed), under the new task."""
+    workers.start(CONCURRENCY=1)
+    run_id, first = submit(env, celery, pal_upload(), workers.queue)
+    _complete_under(env, run_id, first, 60)
+    second = _parse_again(env, celery, run_id, workers.queue)
+    _complete_under(env, run_id, second, 60)
+    assert_complete_intact(env, run_id, second, pal_expected())
+    faults.wait_queue_settled(env, workers.queue, timeout=30)
+
+
+def test_result_of_a_run_that_is_no_longer_ours_is_rolled_back(env, workers, celery):
+    """While a (slowed) parse runs, the application starts a new parse of the run: the
+    first execution's COMPLETE, sent with its COMMIT in one round trip, finds the run no
+    longer PARSING for its task, so the COMMIT is skipped and its streamed rows roll back;
+    it is reported skipped. The new task then parses the run once."""
+    w = workers.start(CONCURRENCY=1, CWORKER_DEBUG_ENTRY_DELAY_MS=200)
+    run_id, first = submit(env, celery, pal_upload(), workers.queue)
+    wait_until(lambda: faults.run_locks(env) >= 1, 30, "the first parse running")
+    second = _parse_again(env, celery, run_id, workers.queue, publish=False)
+    wait_until(lambda: faults.log_count(
+        w, r"run %d is PARSING under task %s, no longer PARSING for this task: its result is"
+           r" not recorded" % (run_id, second)), 30, "the first result dropped")
+    assert faults.row_counts(env, run_id) == {t: 0 for t in ("stanzas",) + faults.TYPED}
+    assert run_row(env, run_id)["status"] == "PARSING"
+    producer.send_parse_run(celery, run_id, queue=workers.queue, task_id=second)
+    _complete_under(env, run_id, second, 60)
+    assert_complete_intact(env, run_id, second, pal_expected())
+    faults.wait_queue_settled(env, workers.queue, timeout=30)
+
+
 def test_run_id_beyond_int32_is_dead_lettered_once_not_requeued(env, workers, celery):
     """parse_run(2**31 + 7): no ingestion_runs row can hold it; the delivery is settled
     once, dead-lettered with the reason, not redelivered in a loop."""

@@ -11,6 +11,7 @@
 int db_connect_as(struct db *db, const char *url, const char *role, struct cw_error *err)
 {
     db->conn = pg_connect(url, role, err);
+    db->prepared = 0;
     return db->conn ? 0 : -1;
 }
 
@@ -24,6 +25,7 @@ void db_close(struct db *db)
     if (db->conn)
         PQfinish(db->conn);
     db->conn = NULL;
+    db->prepared = 0;
 }
 
 bool db_ensure_connected(struct db *db)
@@ -33,6 +35,7 @@ bool db_ensure_connected(struct db *db)
     if (PQstatus(db->conn) == CONNECTION_OK)
         return true;
     PQreset(db->conn);
+    db->prepared = 0; /* a new session: its prepared statements are gone */
     return PQstatus(db->conn) == CONNECTION_OK;
 }
 
@@ -82,21 +85,6 @@ int db_run_lock_wait(struct db *db, long run_id, double timeout_s, bool *locked,
     return rc;
 }
 
-int db_task_adopt_final_state(struct db *db, long run_id, const char *task_id, struct cw_error *err)
-{
-    char id[24];
-    format_run_id(id, sizeof id, run_id);
-    const char *values[] = {task_id, id};
-    return exec_simple(db, "recording a duplicate task's outcome",
-                       "INSERT INTO cworker_tasks (task_id, run_id, status, completed_at, "
-                       "error_message, error_traceback, metrics) "
-                       "SELECT $1, id, upper(status), completed_at, error_message, "
-                       "error_traceback, metrics FROM ingestion_runs "
-                       "WHERE id = $2::bigint AND upper(status) IN ('COMPLETE', 'FAILED') "
-                       "ON CONFLICT (task_id) DO NOTHING",
-                       2, values, err);
-}
-
 void db_run_unlock(struct db *db, long run_id)
 {
     char id[24];
@@ -132,51 +120,10 @@ int db_run_load(struct db *db, long run_id, struct db_run *run, bool *found, str
     return 0;
 }
 
-int db_task_begin(struct db *db, long run_id, const char *task_id, int retries,
-                  struct db_task_record *rec, struct cw_error *err)
-{
-    char id[24], r[24];
-    format_run_id(id, sizeof id, run_id);
-    format_run_id(r, sizeof r, retries);
-    const char *values[] = {task_id, id, r};
-    PGresult *res =
-        exec_params(db, "recording the task start",
-                    "INSERT INTO cworker_tasks AS t (task_id, run_id, attempts, attempt_retries) "
-                    "VALUES ($1, $2::bigint, 1, $3::int) "
-                    "ON CONFLICT (task_id) DO UPDATE SET "
-                    "  attempts = CASE WHEN t.attempt_retries = EXCLUDED.attempt_retries "
-                    "                  THEN t.attempts + 1 ELSE 1 END, "
-                    "  attempt_retries = EXCLUDED.attempt_retries, retry_queue = NULL, "
-                    "  updated_at = now() "
-                    "RETURNING attempts, coalesce(status, ''), result::text",
-                    3, values, err);
-    if (!res)
-        return -1;
-    rec->attempts = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    snprintf(rec->final_status, sizeof rec->final_status, "%s", PQgetvalue(res, 0, 1));
-    rec->result_json = PQgetisnull(res, 0, 2) ? NULL : cw_xstrdup(PQgetvalue(res, 0, 2));
-    PQclear(res);
-    return 0;
-}
-
 void db_task_record_free(struct db_task_record *rec)
 {
     free(rec->result_json);
     rec->result_json = NULL;
-}
-
-int db_run_mark_parsing(struct db *db, long run_id, const char *task_id, int retries,
-                        struct cw_error *err)
-{
-    char id[24], r[24];
-    format_run_id(id, sizeof id, run_id);
-    format_run_id(r, sizeof r, retries);
-    const char *values[] = {id, task_id, r};
-    return exec_simple(db, "marking the run PARSING",
-                       "UPDATE ingestion_runs SET status = 'PARSING', task_id = $2, "
-                       "retry_count = $3::int, started_at = coalesce(started_at, now()), "
-                       "last_heartbeat = now() WHERE id = $1::bigint",
-                       3, values, err);
 }
 
 int db_run_heartbeat(struct db *db, long run_id, const char *task_id, const char *progress_json,
@@ -190,32 +137,6 @@ int db_run_heartbeat(struct db *db, long run_id, const char *task_id, const char
                        "updated_at = now() WHERE task_id = $2 AND $3::json IS NOT NULL) "
                        "UPDATE ingestion_runs SET last_heartbeat = now() WHERE id = $1::bigint",
                        3, values, err);
-}
-
-int db_files_load(struct db *db, long run_id, struct db_file **files, size_t *n,
-                  struct cw_error *err)
-{
-    char id[24];
-    format_run_id(id, sizeof id, run_id);
-    const char *values[] = {id};
-    PGresult *res = exec_params(db, "loading the run's files",
-                                "SELECT id, path, sha256, size_bytes, stored_object_key "
-                                "FROM files WHERE run_id = $1::bigint ORDER BY id",
-                                1, values, err);
-    if (!res)
-        return -1;
-    *n = (size_t)PQntuples(res);
-    *files = cw_xcalloc(*n ? *n : 1, sizeof **files);
-    for (size_t i = 0; i < *n; i++) {
-        struct db_file *f = &(*files)[i];
-        f->id = strtol(PQgetvalue(res, (int)i, 0), NULL, 10);
-        f->path = cw_xstrdup(PQgetvalue(res, (int)i, 1));
-        f->sha256 = cw_xstrdup(PQgetvalue(res, (int)i, 2));
-        f->size_bytes = strtoll(PQgetvalue(res, (int)i, 3), NULL, 10);
-        f->stored_object_key = cw_xstrdup(PQgetvalue(res, (int)i, 4));
-    }
-    PQclear(res);
-    return 0;
 }
 
 void db_files_free(struct db_file *files, size_t n)

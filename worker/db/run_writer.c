@@ -1,6 +1,7 @@
 /* The streaming result transaction of a run (db/run_writer.h). */
 #include "db/run_writer.h"
 #include "db/db_internal.h"
+#include "db/pipeline.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -13,104 +14,56 @@
 /* The condition every outcome write carries: $1 the run id, $2 the task id. */
 #define STILL_OURS "id = $1::bigint AND upper(status) = 'PARSING' AND task_id = $2"
 
-/* One statement for what used to be a SELECT and seven DELETEs: data-modifying CTEs
- * always run, and each removes nothing unless the run is still ours. On a run never
- * written each is one empty index probe. */
+/* Earlier rows of the run (a re-parse of a finished run) go in the same transaction as the
+ * new ones, so a failed re-parse leaves them. One statement for a SELECT and seven
+ * DELETEs: data-modifying CTEs always run, and each removes nothing unless the run is
+ * still ours. */
 #define DELETE_IF_OURS(t)                                                                          \
     "d_" t " AS (DELETE FROM " t " WHERE run_id = $1::bigint AND EXISTS (SELECT 1 FROM ours)), "
-static const char BEGIN_SQL[] =
+static const char CLEAN_SQL[] =
     "WITH ours AS (SELECT 1 FROM ingestion_runs WHERE " STILL_OURS "), " DELETE_IF_OURS("inputs")
         DELETE_IF_OURS("props") DELETE_IF_OURS("transforms") DELETE_IF_OURS("indexes")
             DELETE_IF_OURS("outputs") DELETE_IF_OURS("serverclasses")
                 DELETE_IF_OURS("stanzas") "x AS (SELECT 1) "
                                           "SELECT 1 FROM ours";
 
-/* Reads one pipelined statement's result (then its NULL); NULL with err on failure. */
-static PGresult *pipeline_result(PGconn *conn, const char *what, struct cw_error *err)
-{
-    PGresult *res = PQgetResult(conn);
-    ExecStatusType st = PQresultStatus(res);
-    PGresult *end;
-    while ((end = PQgetResult(conn)) != NULL)
-        PQclear(end);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return res;
-    pg_fail(err, conn, res, what, NULL);
-    PQclear(res);
-    return NULL;
-}
-
-/* Reads up to the pipeline's sync and leaves pipeline mode. */
-static int pipeline_finish(PGconn *conn, int rc, struct cw_error *err)
-{
-    PGresult *res;
-    for (;;) {
-        res = PQgetResult(conn);
-        if (res == NULL) {
-            if (PQstatus(conn) != CONNECTION_OK)
-                break;
-            continue;
-        }
-        ExecStatusType st = PQresultStatus(res);
-        PQclear(res);
-        if (st == PGRES_PIPELINE_SYNC)
-            break;
-    }
-    if (PQexitPipelineMode(conn) != 1 && rc == 0)
-        rc = pg_fail(err, conn, NULL, "leaving pipeline mode", NULL);
-    return rc;
-}
-
-/* BEGIN and the check-and-clean statement in one round trip. */
-static int begin_pipelined(struct db_run_writer *w, bool *ours, struct cw_error *err)
-{
-    PGconn *conn = w->db->conn;
-    const char *values[] = {w->run_id, w->task_id};
-    if (PQenterPipelineMode(conn) != 1 ||
-        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1 ||
-        PQsendQueryParams(conn, BEGIN_SQL, 2, NULL, values, NULL, NULL, 0) != 1 ||
-        PQpipelineSync(conn) != 1) {
-        int rc = pg_fail(err, conn, NULL, "starting the result transaction", NULL);
-        if (PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
-            (void)PQexitPipelineMode(conn);
-        return rc;
-    }
-    w->statements += 2;
-    int rc = 0;
-    PGresult *res = pipeline_result(conn, "starting the result transaction", err);
-    if (!res)
-        rc = -1;
-    PQclear(res);
-    if (rc == 0) {
-        res = pipeline_result(conn, "removing earlier rows of the run", err);
-        if (!res)
-            rc = -1;
-        else
-            *ours = PQntuples(res) > 0;
-        PQclear(res);
-    }
-    return pipeline_finish(conn, rc, err);
-}
-
-int db_run_writer_begin(struct db_run_writer *w, struct db *db, long run_id, const char *task_id,
-                        const struct db_tick *tick, bool *ours, struct cw_error *err)
+int db_run_writer_queue_begin(struct db_run_writer *w, struct db *db, long run_id,
+                              const char *task_id, const struct db_tick *tick, struct cw_error *err)
 {
     memset(w, 0, sizeof *w);
     w->db = db;
     w->task_id = task_id;
     w->tick = tick;
     format_run_id(w->run_id, sizeof w->run_id, run_id);
-    *ours = false;
-    if (!db->conn) {
-        CW_FAIL(err, CW_ERR_TRANSIENT, "not connected to PostgreSQL");
-        err->unavailable = true;
+    if (pipeline_send(db->conn, "starting the result transaction", "BEGIN", 0, NULL, err) != 0)
         return -1;
-    }
-    w->open = true;
-    int rc = begin_pipelined(w, ours, err);
-    if (rc != 0 || !*ours)
-        db_run_writer_abort(w);
-    return rc;
+    w->statements++;
+    w->queued = true;
+    w->open = true; /* sent: db_run_writer_abort rolls back whatever came of it */
+    return 0;
+}
+
+int db_run_writer_begun(struct db_run_writer *w, struct cw_error *err)
+{
+    if (!w->queued)
+        return 0;
+    w->queued = false;
+    PGresult *res = pipeline_ok(w->db->conn, "starting the result transaction", err);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+int db_run_writer_clean(struct db_run_writer *w, bool *ours, struct cw_error *err)
+{
+    const char *values[] = {w->run_id, w->task_id};
+    w->statements++;
+    PGresult *res =
+        exec_params(w->db, "removing earlier rows of the run", CLEAN_SQL, 2, values, err);
+    if (!res)
+        return -1;
+    *ours = PQntuples(res) > 0;
+    PQclear(res);
+    return 0;
 }
 
 /* COPY data is sent without blocking: libpq keeps what the socket does not take yet, and
@@ -231,31 +184,85 @@ int db_run_writer_typed(struct db_run_writer *w, enum proj_table t, const struct
     return end_copy(w, NULL, err);
 }
 
-/* The run COMPLETE and the task's outcome, both only when the run is still ours.
- * clock_timestamp(), not now() (the transaction's start): heartbeats written on the other
- * connection during the COPY must not be later than the completion. */
-static int mark_complete(struct db_run_writer *w, const char *metrics_json, const char *result_json,
-                         bool *written, struct cw_error *err)
+/* The run COMPLETE and the task's outcome, both only when the run is still ours; when it
+ * is not, cworker_require (migration 007) raises CW001, which aborts the transaction and
+ * skips the COMMIT queued after it. clock_timestamp(), not now() (the transaction's
+ * start): heartbeats written on the other connection during the COPY must not be later
+ * than the completion. */
+static const char COMPLETE_SQL[] =
+    "WITH run AS (UPDATE ingestion_runs SET status = 'COMPLETE', "
+    "  completed_at = clock_timestamp(), last_heartbeat = clock_timestamp(), "
+    "  error_message = NULL, error_traceback = NULL, "
+    "  metrics = $3::json WHERE " STILL_OURS " RETURNING id, completed_at), "
+    "task AS (INSERT INTO cworker_tasks AS t (task_id, run_id, status, metrics, result, "
+    "  completed_at) "
+    "  SELECT $2, id, 'COMPLETE', $3::json, $4::json, completed_at FROM run "
+    "  ON CONFLICT (task_id) DO UPDATE SET status = 'COMPLETE', metrics = $3::json, "
+    "  result = $4::json, error_message = NULL, error_traceback = NULL, "
+    "  completed_at = EXCLUDED.completed_at, updated_at = now() RETURNING task_id) "
+    "SELECT cworker_require(EXISTS (SELECT 1 FROM task), "
+    "  format('run %s is no longer PARSING for task %s', $1::bigint, $2::text))";
+
+#define COMPLETE_NAME  "cworker_complete"
+#define NOT_OURS_STATE "CW001"
+
+/* Reads the COMPLETE's result: *written, or (not ours) false with no error. */
+static int read_complete(struct db_run_writer *w, bool *written, struct cw_error *err)
 {
-    const char *values[] = {w->run_id, w->task_id, metrics_json, result_json};
-    w->statements++;
-    PGresult *res = exec_params(
-        w->db, "marking the run COMPLETE",
-        "WITH run AS (UPDATE ingestion_runs SET status = 'COMPLETE', "
-        "  completed_at = clock_timestamp(), last_heartbeat = clock_timestamp(), "
-        "  error_message = NULL, error_traceback = NULL, "
-        "  metrics = $3::json WHERE " STILL_OURS " RETURNING id, completed_at) "
-        "INSERT INTO cworker_tasks AS t (task_id, run_id, status, metrics, result, completed_at) "
-        "SELECT $2, id, 'COMPLETE', $3::json, $4::json, completed_at FROM run "
-        "ON CONFLICT (task_id) DO UPDATE SET status = 'COMPLETE', metrics = $3::json, "
-        "  result = $4::json, error_message = NULL, error_traceback = NULL, "
-        "  completed_at = EXCLUDED.completed_at, updated_at = now() RETURNING task_id",
-        4, values, err);
-    if (!res)
-        return -1;
-    *written = PQntuples(res) > 0;
+    PGconn *conn = w->db->conn;
+    PGresult *res = pipeline_next(conn);
+    ExecStatusType st = PQresultStatus(res);
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    int rc = 0;
+    if (st == PGRES_TUPLES_OK)
+        *written = true;
+    else if (!(state && strcmp(state, NOT_OURS_STATE) == 0))
+        rc = pg_fail(err, conn, res, "marking the run COMPLETE", COMPLETE_SQL);
     PQclear(res);
-    return 0;
+    return rc;
+}
+
+/* The COMPLETE, the COMMIT and (unlock_at_commit) the release of the run lock, in one
+ * round trip. */
+static int complete_pipelined(struct db_run_writer *w, const char *metrics_json,
+                              const char *result_json, bool *written, struct cw_error *err)
+{
+    PGconn *conn = w->db->conn;
+    const char *values[] = {w->run_id, w->task_id, metrics_json, result_json};
+    const char *lock_values[] = {w->run_id};
+    const char *what = "marking the run COMPLETE";
+    if (db_prepare_once(w->db, DB_STMT_COMPLETE, COMPLETE_NAME, COMPLETE_SQL, 4, err) != 0 ||
+        pipeline_enter(conn, what, err) != 0)
+        return -1;
+    int rc = pipeline_send_prepared(conn, what, COMPLETE_NAME, 4, values, err);
+    if (rc == 0)
+        rc = pipeline_send(conn, "committing", "COMMIT", 0, NULL, err);
+    if (rc == 0 && w->unlock_at_commit)
+        rc = pipeline_send(conn, "unlocking the run", "SELECT pg_advisory_unlock($1::bigint)", 1,
+                           lock_values, err);
+    if (rc == 0)
+        rc = pipeline_sync(conn, what, err);
+    if (rc != 0) {
+        (void)pipeline_leave(conn, rc, err);
+        return rc; /* nothing was sent: the caller rolls back */
+    }
+    w->statements += w->unlock_at_commit ? 3 : 2;
+    rc = read_complete(w, written, err);
+    PGresult *res = pipeline_next(conn);
+    if (rc == 0 && *written && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = pg_fail(err, conn, res, "committing", "COMMIT");
+        *written = false;
+    }
+    PQclear(res);
+    if (w->unlock_at_commit) {
+        res = pipeline_next(conn);
+        w->unlocked = PQresultStatus(res) == PGRES_TUPLES_OK;
+        PQclear(res);
+    }
+    pipeline_to_sync(conn);
+    if (*written)
+        w->open = false;
+    return pipeline_leave(conn, rc, err);
 }
 
 int db_run_writer_commit(struct db_run_writer *w, const char *metrics_json, const char *result_json,
@@ -264,12 +271,7 @@ int db_run_writer_commit(struct db_run_writer *w, const char *metrics_json, cons
     *written = false;
     int rc = end_copy(w, NULL, err);
     if (rc == 0)
-        rc = mark_complete(w, metrics_json, result_json, written, err);
-    if (rc == 0 && *written) {
-        w->statements++;
-        rc = exec_simple(w->db, "committing", "COMMIT", 0, NULL, err);
-        w->open = false;
-    }
+        rc = complete_pipelined(w, metrics_json, result_json, written, err);
     if (rc != 0 || !*written)
         db_run_writer_abort(w);
     return rc;

@@ -14,6 +14,7 @@
 #include "tasks/task.h"
 #include "base/xalloc.h"
 #include "db/pg.h"
+#include "db/run_claim.h"
 #include "db/run_metrics.h"
 #include "db/run_writer.h"
 #include "mq/conn.h"
@@ -42,7 +43,8 @@ struct parse_state {
     long file_id;
     struct run_rows rows; /* counts of the whole run; buffers hold only unsent rows */
     struct db_run_writer writer;
-    bool writing; /* the result transaction is open: heartbeats on the other connection */
+    struct db_tick tick; /* the writer's: copy_tick */
+    bool writing;        /* the result transaction is open: heartbeats on the other connection */
     struct conf_parser parser;
     bool in_entry;
     bool entry_failed;
@@ -357,37 +359,34 @@ static int finish_run(struct parse_state *st, const struct celery_task *msg, jso
     return rc;
 }
 
-/* Steps 3-6: files, then one transaction that the rows stream into as the files are
- * parsed. *written=false: the run was no longer ours. */
+/* Steps 3-6: the files the claim loaded, parsed into the result transaction the claim
+ * began (the rows stream into it). *written=false: the run was no longer ours. */
 static int parse_and_store(struct parse_state *st, const struct celery_task *msg,
-                           json_object **result, bool *written, struct cw_error *err)
+                           const struct db_claim *claim, json_object **result, bool *written,
+                           struct cw_error *err)
 {
-    struct db_file *files = NULL;
-    size_t nfiles = 0;
-    if (db_files_load(st->ctx->db, st->run_id, &files, &nfiles, err) != 0)
-        return -1;
-    if (nfiles == 0) {
-        db_files_free(files, nfiles);
+    if (claim->nfiles == 0) {
+        db_run_writer_abort(&st->writer);
         CW_FAIL(err, CW_ERR_PERMANENT, "No files found for run %ld", st->run_id);
         return -1;
     }
-    bool ours = false;
-    struct db_tick tick = {copy_tick, st};
-    int began =
-        db_run_writer_begin(&st->writer, st->ctx->db, st->run_id, msg->id, &tick, &ours, err);
-    if (began != 0 || !ours) {
-        db_files_free(files, nfiles);
-        return began; /* 0 with *written false: no longer ours */
+    bool ours = true;
+    if (claim->earlier_rows && db_run_writer_clean(&st->writer, &ours, err) != 0) {
+        db_run_writer_abort(&st->writer);
+        return -1;
+    }
+    if (!ours) {
+        db_run_writer_abort(&st->writer);
+        return 0; /* *written false: no longer ours */
     }
     st->writing = true;
     json_object *kinds = json_object_new_array();
-    st->files_total = nfiles;
+    st->files_total = claim->nfiles;
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < nfiles; i++) {
-        rc = parse_file(st, &files[i], kinds, err);
+    for (size_t i = 0; rc == 0 && i < claim->nfiles; i++) {
+        rc = parse_file(st, &claim->files[i], kinds, err);
         st->files_done++;
     }
-    db_files_free(files, nfiles);
     if (rc == 0)
         rc = finish_run(st, msg, kinds, result, written, err);
     st->writing = false;
@@ -501,24 +500,30 @@ static void record_failure(struct task_context *ctx, const struct celery_task *m
 
 /* A message that keeps killing its executor: started more than max(3, MAX_RETRIES + 1)
  * times at one retry number by our own count (attempts, this one included), or delivered
- * QUORUM_DELIVERY_BOUND times by the broker's. */
-static bool crash_looped(const struct cw_config *cfg, int attempts, long delivery_count)
+ * QUORUM_DELIVERY_BOUND times by the broker's. The claim marks the run only up to this
+ * many attempts (0 once the broker's bound is reached). */
+static int max_attempts(const struct cw_config *cfg, long delivery_count)
 {
-    int bound = cfg->max_retries + 1 > 3 ? cfg->max_retries + 1 : 3;
-    return attempts > bound || delivery_count + 1 >= QUORUM_DELIVERY_BOUND;
+    if (delivery_count + 1 >= QUORUM_DELIVERY_BOUND)
+        return 0;
+    return cfg->max_retries + 1 > 3 ? cfg->max_retries + 1 : 3;
 }
 
-/* Steps 1-2: decide whether this delivery runs, and claim the run. Returns 1 to go on.
- * bad_call (non-NULL: the message's arguments are wrong, parse_run_args): the run is
- * claimed only to be failed with it. */
-static int claim_run(struct task_context *ctx, const struct celery_task *msg,
-                     const struct cw_error *bad_call, struct task_report *report)
+static json_object *already_completed(long run_id)
 {
-    struct db_run run;
-    bool found = false;
-    if (db_run_load(ctx->db, report->run_id, &run, &found, &report->err) != 0)
-        return -1;
-    if (!found) {
+    json_object *r = json_object_new_object();
+    json_object_object_add(r, "run_id", json_object_new_int64(run_id));
+    json_object_object_add(r, "status", json_object_new_string("already_completed"));
+    json_object_object_add(r, "duration_seconds", json_object_new_int(0));
+    return r;
+}
+
+/* What the claim found, when this delivery does not go on: 0 with the report settled,
+ * -1 to record report->err as the run's failure. */
+static int claim_declined(const struct celery_task *msg, const struct cw_error *bad_call,
+                          const struct db_claim *claim, int max, struct task_report *report)
+{
+    if (!claim->found) {
         /* No row to record it in, now or on a redelivery: the message is dead-lettered. */
         if (bad_call)
             CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found; and %s", report->run_id,
@@ -528,79 +533,139 @@ static int claim_run(struct task_context *ctx, const struct celery_task *msg,
         report->outcome = TASK_REJECTED;
         return 0;
     }
-    if (strcmp(run.status, "COMPLETE") == 0 && bad_call) {
-        /* A finished run is never overwritten; the wrong call is reported, not recorded. */
-        report->err = *bad_call;
-        report->outcome = TASK_FAILED;
+    if (strcmp(claim->status, "COMPLETE") == 0) {
+        /* A finished run is never overwritten; a wrong call is reported, not recorded. The
+         * claim recorded the run's final state under this task id (a duplicate delivery). */
+        if (bad_call) {
+            report->err = *bad_call;
+            report->outcome = TASK_FAILED;
+        } else {
+            report->result = already_completed(report->run_id);
+            report->outcome = TASK_SUCCEEDED;
+        }
         return 0;
     }
-    if (strcmp(run.status, "COMPLETE") == 0) {
-        if (db_task_adopt_final_state(ctx->db, report->run_id, msg->id, &report->err) != 0)
-            return -1;
-        report->result = json_object_new_object();
-        json_object_object_add(report->result, "run_id", json_object_new_int64(report->run_id));
-        json_object_object_add(report->result, "status",
-                               json_object_new_string("already_completed"));
-        json_object_object_add(report->result, "duration_seconds", json_object_new_int(0));
-        report->outcome = TASK_SUCCEEDED;
-        return 0;
-    }
-    struct db_task_record rec = {0};
-    if (db_task_begin(ctx->db, report->run_id, msg->id, msg->retries, &rec, &report->err) != 0)
-        return -1;
-    int go_on = 1;
-    if (rec.final_status[0]) {
+    if (claim->task.final_status[0]) {
         /* A redelivery of a task that already finished (the ack was lost): keep its outcome. */
         report->outcome = TASK_SKIPPED;
-        report->result = rec.result_json ? json_tokener_parse(rec.result_json) : NULL;
-        go_on = 0;
-    } else if (crash_looped(ctx->cfg, rec.attempts, msg->delivery_count)) {
+        report->result =
+            claim->task.result_json ? json_tokener_parse(claim->task.result_json) : NULL;
+        return 0;
+    }
+    if (claim->task.attempts > max) {
         CW_FAIL(&report->err, CW_ERR_PERMANENT,
                 "the task was started %d times without finishing (its executor died each time)",
-                rec.attempts - 1 > (int)msg->delivery_count ? rec.attempts - 1
-                                                            : (int)msg->delivery_count);
-        go_on = -1;
-    }
-    db_task_record_free(&rec);
-    if (go_on != 1)
-        return go_on;
-    if (db_run_mark_parsing(ctx->db, report->run_id, msg->id, msg->retries, &report->err) != 0)
+                claim->task.attempts - 1 > (int)msg->delivery_count ? claim->task.attempts - 1
+                                                                    : (int)msg->delivery_count);
         return -1;
-    return 1;
+    }
+    /* Not marked otherwise: the row went away under the claim. */
+    CW_FAIL(&report->err, CW_ERR_PERMANENT, "Run %ld not found", report->run_id);
+    report->outcome = TASK_REJECTED;
+    return 0;
 }
 
-static void run_locked(struct task_context *ctx, const struct celery_task *msg,
-                       const struct cw_error *bad_call, struct task_report *report)
+/* Steps 1-2 in one round trip (db/run_claim.h): the run lock, then whether this delivery
+ * runs, and the claim. Returns 1 to go on (without bad_call, the result transaction is
+ * then open), 0 with the report settled, -1 to record report->err as the run's failure.
+ * bad_call (non-NULL: the message's arguments are wrong, parse_run_args): the run is
+ * claimed only to be failed with it. */
+static int claim_run(struct task_context *ctx, const struct celery_task *msg,
+                     const struct cw_error *bad_call, struct parse_state *st,
+                     struct db_claim *claim, struct task_report *report)
 {
-    int claimed = claim_run(ctx, msg, bad_call, report);
-    if (claimed == 0)
-        return;
-    if (claimed == 1 && bad_call) {
-        report->err = *bad_call;
-        claimed = -1; /* recorded as the run's permanent failure */
+    int max = max_attempts(ctx->cfg, msg->delivery_count);
+    /* Another delivery of the same run (a retry, a duplicate click) may be executing: the
+     * claim waits for it, so this one then sees its outcome. If it is still running after
+     * the wait, the application's commit for this delivery is long past and the other
+     * run's final write will overwrite it; this delivery is dropped. */
+    struct db_claim_request req = {.run_id = report->run_id,
+                                   .task_id = msg->id,
+                                   .retries = msg->retries,
+                                   .max_attempts = max,
+                                   .adopt_complete = !bad_call,
+                                   .lock_wait_s = RUN_LOCK_WAIT_S,
+                                   .writer = bad_call ? NULL : &st->writer,
+                                   .tick = &st->tick};
+    if (db_run_claim(ctx->db, &req, claim, &report->err) != 0) {
+        if (claim->locked)
+            return -1; /* the claim statement failed: recorded like any failure */
+        /* Only an outage is worth a redelivery; anything else would fail the same way in a
+         * loop. */
+        report->outcome = report->err.cls == CW_ERR_TRANSIENT ? TASK_REQUEUE : TASK_FAILED;
+        return 0;
     }
+    if (!claim->locked) {
+        log_info("run %ld is still being executed by another delivery after %d s; this one is "
+                 "dropped",
+                 report->run_id, RUN_LOCK_WAIT_S);
+        report->outcome = TASK_SKIPPED;
+        return 0;
+    }
+    st->writer.unlock_at_commit = true;
+    return claim->marked ? 1 : claim_declined(msg, bad_call, claim, max, report);
+}
+
+static void run_task(struct task_context *ctx, const struct celery_task *msg,
+                     const struct cw_error *bad_call, struct task_report *report)
+{
     struct parse_state st = {.ctx = ctx, .run_id = report->run_id, .task_id = msg->id};
+    st.tick = (struct db_tick){copy_tick, &st};
     st.last_heartbeat = clock_monotonic();
     st.error_details = json_object_new_array();
     st.warning_details = json_object_new_array();
     run_rows_init(&st.rows, report->run_id);
+    struct db_claim claim;
+    int claimed = claim_run(ctx, msg, bad_call, &st, &claim, report);
+    if (claimed == 1 && bad_call) {
+        report->err = *bad_call;
+        claimed = -1; /* recorded as the run's permanent failure */
+    }
     bool written = false;
-    if (claimed == 1 && parse_and_store(&st, msg, &report->result, &written, &report->err) == 0) {
+    if (claimed == 1 &&
+        parse_and_store(&st, msg, &claim, &report->result, &written, &report->err) == 0) {
         if (written && ctx->cfg->debug_after_commit_delay_ms > 0)
             debug_after_commit(ctx->cfg);
         if (written)
             report->outcome = TASK_SUCCEEDED;
         else
             skip_not_ours(ctx, report, "result");
-    } else {
+    } else if (claimed != 0) {
         CW_WRAP(&report->err, "parse_run(%ld), task %s, retries %d", report->run_id, msg->id,
                 msg->retries);
         record_failure(ctx, msg, report);
     }
+    /* After a COMMIT the lock went in the same round trip. */
+    if (claim.locked && !st.writer.unlocked)
+        db_run_unlock(ctx->db, report->run_id);
+    db_claim_free(&claim);
     run_rows_free(&st.rows);
     free(st.entry_path);
     json_object_put(st.error_details);
     json_object_put(st.warning_details);
+}
+
+/* The supervisor killed an earlier attempt (ctx->forced): record why, under the run lock. */
+static void record_forced(struct task_context *ctx, const struct celery_task *msg,
+                          struct task_report *report)
+{
+    bool locked = false;
+    if (db_run_lock_wait(ctx->db, report->run_id, RUN_LOCK_WAIT_S, &locked, &report->err) != 0) {
+        report->outcome = report->err.cls == CW_ERR_TRANSIENT ? TASK_REQUEUE : TASK_FAILED;
+        return;
+    }
+    if (!locked) {
+        log_info("run %ld is still being executed by another delivery after %d s; this one is "
+                 "dropped",
+                 report->run_id, RUN_LOCK_WAIT_S);
+        report->outcome = TASK_SKIPPED;
+        return;
+    }
+    report->err = *ctx->forced;
+    CW_WRAP(&report->err, "parse_run(%ld), task %s, retries %d", report->run_id, msg->id,
+            msg->retries);
+    record_failure(ctx, msg, report);
+    db_run_unlock(ctx->db, report->run_id);
 }
 
 void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
@@ -616,31 +681,8 @@ void parse_run_task(struct task_context *ctx, const struct celery_task *msg,
         return;
     }
     log_set_task(msg->id, report->run_id);
-    /* Another delivery of the same run (a retry, a duplicate click) may be executing: wait
-     * for it, so this one then sees its outcome. If it is still running after the wait,
-     * the application's commit for this delivery is long past and the other run's final
-     * write will overwrite it; this delivery is dropped. */
-    bool locked = false;
-    if (db_run_lock_wait(ctx->db, report->run_id, RUN_LOCK_WAIT_S, &locked, &report->err) != 0) {
-        /* Only an outage is worth a redelivery; anything else would fail the same way in a
-         * loop. */
-        report->outcome = report->err.cls == CW_ERR_TRANSIENT ? TASK_REQUEUE : TASK_FAILED;
-        return;
-    }
-    if (!locked) {
-        log_info("run %ld is still being executed by another delivery after %d s; this one is "
-                 "dropped",
-                 report->run_id, RUN_LOCK_WAIT_S);
-        report->outcome = TASK_SKIPPED;
-        return;
-    }
-    if (ctx->forced) { /* the supervisor killed an earlier attempt: record why */
-        report->err = *ctx->forced;
-        CW_WRAP(&report->err, "parse_run(%ld), task %s, retries %d", report->run_id, msg->id,
-                msg->retries);
-        record_failure(ctx, msg, report);
-    } else {
-        run_locked(ctx, msg, wrong_call ? &bad_call : NULL, report);
-    }
-    db_run_unlock(ctx->db, report->run_id);
+    if (ctx->forced)
+        record_forced(ctx, msg, report);
+    else
+        run_task(ctx, msg, wrong_call ? &bad_call : NULL, report);
 }

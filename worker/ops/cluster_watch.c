@@ -146,9 +146,15 @@ static void *run(void *arg)
             pause_unless_stopped(w, RECONNECT_S);
             continue;
         }
-        mq_conn_close(&c); /* the broker deletes the exclusive queue with it */
-        if (!atomic_load(&w->stop))
+        /* The broker deletes the exclusive queue with the connection. When stopping, no
+         * closing handshake: a hung broker would hold the worker's exit for two RPC
+         * timeouts. */
+        if (atomic_load(&w->stop)) {
+            mq_conn_abandon(&c);
+        } else {
+            mq_conn_close(&c);
             go_idle(w);
+        }
     }
     return NULL;
 }

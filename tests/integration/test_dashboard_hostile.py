@@ -31,6 +31,7 @@ import pytest
 import faults
 import producer
 from conftest import paloalto_upload, wait_for_final_status
+from test_dashboard import browser  # noqa: F401 - the fixture
 from test_operating import HttpWorker
 
 PALOALTO_STANZAS = 181
@@ -254,6 +255,24 @@ def test_host_names_that_are_not_utf8_keep_the_answer_utf8(env, hw, events):
     ok = mine["cwbad-%s-ok" % tag]
     assert ok["sw_ver"] is None or ok["sw_ver"].startswith("v" * 30), ok
     assert not [h for h in mine if "nul" in h], mine  # a NUL would cut it to another name
+
+
+def test_page_still_lists_the_workers_after_hostile_events(env, hw, events, browser):
+    """The page in Chromium (tests/py/cdp.py): after an event with Infinity and NaN and one
+    with a host name that is not UTF-8, its fetch().json() of /v1/worker/cluster still
+    works and the Workers table lists this worker and the hostile event's host."""
+    h = node("inf")
+    events.raw('{"hostname": "%s", "type": "worker-heartbeat", "freq": Infinity,'
+               ' "loadavg": [NaN, 1e999, -Infinity], "timestamp": 1e999}' % h)
+    events.raw(b'{"hostname": "cwbad-\xff-page", "type": "worker-heartbeat"}')
+    sentinel(hw, events)
+    browser.goto(hw.base + "/")
+    want = [hw.nodename, h]
+    browser.wait(
+        "(() => { const r = Array.from(document.querySelectorAll('#worker-table tbody tr'),"
+        " tr => tr.dataset.hostname); return %s.every(n => r.includes(n)); })()"
+        % json.dumps(want), timeout=30, what="%s in the Workers table" % want)
+    assert browser.evaluate("document.getElementById('cluster-error').hidden") is True
 
 
 # ----------------------------------------------------------------------------- volume

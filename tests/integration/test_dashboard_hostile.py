@@ -389,7 +389,7 @@ def test_a_flood_of_events_leaves_the_listener_and_the_tasks_running(env, hw):
             except Exception as e:  # noqa: BLE001 - every failure is reported
                 failures.append((path, repr(e)))
 
-    pubs = [threading.Thread(target=publish_many, args=(env, 15000, lambda i: body % (i % 200, i)))
+    pubs = [threading.Thread(target=publish_many, args=(env, 7500, lambda i: body % (i % 200, i)))
             for _ in range(2)]
     readers = [threading.Thread(target=reader, args=(p,))
                for p in ["/v1/worker/cluster"] * 25 + ["/healthz"] * 5]
@@ -479,11 +479,11 @@ def test_broker_away_and_back_while_subscribed(env, hw, events):
 
 
 @pytest.mark.expect_log_errors(BROKER_LOST)
-@pytest.mark.parametrize("when", ["connected", "flooded", "broker_down"])
+@pytest.mark.parametrize("when", ["flooded", "broker_down"])
 def test_sigterm_while_the_receiver_works(env, tmp_path, when):
-    """SIGTERM while the receiver consumes (idle, or under a flood of events), or while it
-    tries to reconnect to a broker that is down: the worker exits 0 in time with no
-    sanitizer report."""
+    """SIGTERM while the receiver consumes a flood of events, or while it tries to reconnect
+    to a broker that is down: the worker exits 0 in time with no sanitizer report. (While
+    it idles: the module's worker, at its teardown.)"""
     w = HttpWorker(env, tmp_path / "worker.log", extra_env={"CWORKER_NODENAME": node("term")})
     w.wait_http(want=200)
     subscribed(w)

@@ -19,11 +19,9 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import uuid
 
 import pytest
@@ -242,8 +240,9 @@ def test_host_names_that_are_not_utf8_keep_the_answer_utf8(env, hw, events):
     stays valid UTF-8 (strict_json decodes it) with the strings escaped."""
     tag = uuid.uuid4().hex[:6]
     events.raw(b'{"hostname": "cwbad-%s-\xff\xfe\xc3", "type": "worker-heartbeat"}' % tag.encode())
-    events.raw(b'{"hostname": "cwbad-%s-ok", "type": "worker-heartbeat", "sw_ident": "\xed\xa0\x80",'
-               b' "sw_ver": "%s"}' % (tag.encode(), ("v" * 30 + "\u00e9\u00e9").encode()))
+    events.raw(b'{"hostname": "cwbad-%s-ok", "type": "worker-heartbeat",'
+               b' "sw_ident": "\xed\xa0\x80", "sw_ver": "%s"}'
+               % (tag.encode(), ("v" * 30 + "\u00e9\u00e9").encode()))
     events.raw(json.dumps({"hostname": "cwbad-%s-nul\u0000tail" % tag,
                            "type": "worker-heartbeat"}))
     quote = 'cwbad-%s-"\\</script>\u2028\u00e9' % tag

@@ -3,7 +3,8 @@
  * Celery event receiver does (celery/events.h: an exclusive auto-delete queue
  * "celeryev.<unique>" with Celery's event_queue_ttl and event_queue_expires, bound to
  * the celeryev exchange with "worker.#", no acks). The events go into a cluster_table
- * (ops/cluster_table.h) under a mutex; GET /v1/worker/cluster reads it.
+ * (ops/cluster_table.h) under a mutex; GET /v1/worker/cluster reads it. A message over
+ * 64 kB is not parsed (a worker-* event is well under 1 kB).
  *
  * It listens only while someone reads: the first cluster_watch_json subscribes (the table
  * fills with the next heartbeats, within 2 s), and 120 s without a reading unsubscribe
@@ -41,8 +42,9 @@ struct cluster_watch {
 /* Starts the thread (nothing without a broker URL). */
 CW_MUST_CHECK int cluster_watch_start(struct cluster_watch *w, const struct cw_config *cfg,
                                       struct cw_error *err);
-/* {"receiver": {"connected", "queue", "error"}, "workers": cluster_table_json} (caller
- * owns). */
+/* {"receiver": {"connected", "queue", "error", "dropped"}, "workers": cluster_table_json}
+ * (caller owns); dropped: events of new workers the full table kept out (ops/
+ * cluster_table.h). */
 json_object *cluster_watch_json(struct cluster_watch *w);
 /* Stops and joins the thread (within about a second, or the broker's RPC timeout while
  * connecting), frees the table. Safe when it never started. */

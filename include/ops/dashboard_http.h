@@ -7,18 +7,23 @@
 
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 /* The last answer of GET /v1/worker/queues, served again for QUEUES_CACHE_SECONDS
  * (dashboard_http.c): every open dashboard asks every 3 s, and each reading costs the
  * broker a connection and a basic.get of every dead letter shown. A replay drops it.
- * The listener serves one request at a time, so it needs no lock. */
+ * The listener's threads share it under lock, held while the broker is read: requests
+ * for the queues wait for the one reading, the other routes do not. */
 struct dashboard_queues_cache {
-    json_object *body; /* owned; NULL: nothing cached */
+    pthread_mutex_t lock; /* guards everything below */
+    json_object *body;    /* owned; NULL: nothing cached */
     unsigned status;
     double at; /* monotonic time of the reading */
 };
-void dashboard_queues_cache_free(struct dashboard_queues_cache *cache);
+void dashboard_queues_cache_init(struct dashboard_queues_cache *cache);
+/* Frees the body and the lock. */
+void dashboard_queues_cache_destroy(struct dashboard_queues_cache *cache);
 
 /* GET / and GET /runs/<id>. */
 enum MHD_Result dashboard_serve_page(struct MHD_Connection *c);

@@ -16,6 +16,7 @@
 #define CONSUMER_TAG     "cworker-http-events"
 #define RECEIVER_ARGS_SZ 512
 #define IDLE_S           120.0 /* unsubscribed this long after the last reading */
+#define EVENT_MAX        65536 /* bytes: a worker-* event is well under 1 kB; more is not one */
 
 static void set_state(struct cluster_watch *w, bool connected, const char *error)
 {
@@ -48,6 +49,11 @@ static int subscribe(struct cluster_watch *w, struct mq_conn *c, struct cw_error
 static void take_event(struct cluster_watch *w, const amqp_envelope_t *env)
 {
     const amqp_bytes_t *body = &env->message.body;
+    if (body->len > EVENT_MAX) {
+        log_debug("event receiver: a %zu-byte message on %.*s is too large for an event", body->len,
+                  (int)env->routing_key.len, (const char *)env->routing_key.bytes);
+        return;
+    }
     json_tokener *tok = json_tokener_new();
     json_object *event = json_tokener_parse_ex(tok, body->bytes, (int)body->len);
     json_tokener_free(tok);
@@ -140,9 +146,15 @@ static void *run(void *arg)
             pause_unless_stopped(w, RECONNECT_S);
             continue;
         }
-        mq_conn_close(&c); /* the broker deletes the exclusive queue with it */
-        if (!atomic_load(&w->stop))
+        /* The broker deletes the exclusive queue with the connection. When stopping, no
+         * closing handshake: a hung broker would hold the worker's exit for two RPC
+         * timeouts. */
+        if (atomic_load(&w->stop)) {
+            mq_conn_abandon(&c);
+        } else {
+            mq_conn_close(&c);
             go_idle(w);
+        }
     }
     return NULL;
 }
@@ -182,6 +194,7 @@ json_object *cluster_watch_json(struct cluster_watch *w)
                            w->queue[0] ? json_object_new_string(w->queue) : NULL);
     json_object_object_add(receiver, "error",
                            w->error[0] ? json_object_new_string(w->error) : NULL);
+    json_object_object_add(receiver, "dropped", json_object_new_int64((int64_t)w->table.dropped));
     json_object_object_add(out, "workers", cluster_table_json(&w->table, clock_monotonic()));
     pthread_mutex_unlock(&w->lock);
     json_object_object_add(out, "receiver", receiver);

@@ -30,19 +30,32 @@ enum MHD_Result dashboard_serve_page(struct MHD_Connection *c)
                         dashboard_html_len);
 }
 
-void dashboard_queues_cache_free(struct dashboard_queues_cache *cache)
+/* Drops the reading; call with the lock. */
+static void drop_reading(struct dashboard_queues_cache *cache)
 {
     json_object_put(cache->body);
     cache->body = NULL;
 }
 
-/* Reads the broker into the cache; a failure is cached too (an outage must not cost a
- * connection attempt per refresh either). */
+void dashboard_queues_cache_init(struct dashboard_queues_cache *cache)
+{
+    memset(cache, 0, sizeof *cache);
+    pthread_mutex_init(&cache->lock, NULL);
+}
+
+void dashboard_queues_cache_destroy(struct dashboard_queues_cache *cache)
+{
+    drop_reading(cache);
+    pthread_mutex_destroy(&cache->lock);
+}
+
+/* Reads the broker into the cache (with the lock); a failure is cached too (an outage
+ * must not cost a connection attempt per refresh either). */
 static void read_queues(const struct cw_config *cfg, struct dashboard_queues_cache *cache)
 {
     json_object *out;
     struct cw_error err;
-    dashboard_queues_cache_free(cache);
+    drop_reading(cache);
     cache->at = clock_monotonic();
     if (dashboard_broker_get(cfg, DLQ_SHOWN_MAX, &out, &err) != 0) {
         log_warn("HTTP queues: %s", err.message);
@@ -59,13 +72,17 @@ enum MHD_Result dashboard_serve_queues(const struct cw_config *cfg,
                                        struct dashboard_queues_cache *cache,
                                        struct MHD_Connection *c)
 {
+    pthread_mutex_lock(&cache->lock);
     double now = clock_monotonic();
     if (!cache->body || now - cache->at >= QUEUES_CACHE_SECONDS || now < cache->at)
         read_queues(cfg, cache);
-    /* How old the reading is (json-c replaces the value in place). */
+    /* How old the reading is (json-c replaces the value in place). Written out under the
+     * lock: json-c keeps the text it writes in the object. */
     json_object_object_add(cache->body, "age_seconds",
                            json_object_new_double(clock_monotonic() - cache->at));
-    return http_respond_json(c, cache->status, json_object_get(cache->body));
+    enum MHD_Result ret = http_respond_json(c, cache->status, json_object_get(cache->body));
+    pthread_mutex_unlock(&cache->lock);
+    return ret;
 }
 
 /* NULL when this request may run an admin action, else why not. */
@@ -133,7 +150,9 @@ static enum MHD_Result serve_replay(const struct cw_config *cfg,
     struct cw_error err;
     int rc = dlq_replay(cfg, queue, cfg->queue_quorum, &sel, keep_replayed, keep_problem, out,
                         &replayed, &failures, &err);
-    dashboard_queues_cache_free(cache); /* the next reading shows what the replay moved */
+    pthread_mutex_lock(&cache->lock);
+    drop_reading(cache); /* the next reading shows what the replay moved */
+    pthread_mutex_unlock(&cache->lock);
     unsigned status = MHD_HTTP_OK;
     if (rc != 0) {
         log_warn("HTTP replay of task %s from %s.dead: %s", ids[0], queue, err.message);

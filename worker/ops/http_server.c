@@ -1,4 +1,4 @@
-/* The HTTP listener process: libmicrohttpd serves from its own thread while the main
+/* The HTTP listener process: libmicrohttpd serves from its own threads while the main
  * thread keeps the supervisor's latest snapshot. Handlers read the snapshot under a
  * mutex and share one PostgreSQL connection under another. */
 #include "ops/http_server.h"
@@ -35,6 +35,7 @@
 #define RUNS_PREFIX        "/v1/worker/runs/"
 #define STATUS_SUFFIX      "/status"
 #define PAGE_RUNS_PREFIX   "/runs/"
+#define HTTP_THREADS       4 /* libmicrohttpd's polling threads */
 
 struct http_state {
     const struct cw_config *cfg;
@@ -46,7 +47,7 @@ struct http_state {
     PGconn *conn;                         /* owned; NULL while disconnected */
     double db_retry_at;                   /* monotonic: no new attempt before this */
     char db_error[256];                   /* why the last attempt or check failed */
-    struct dashboard_queues_cache queues; /* MHD's thread only */
+    struct dashboard_queues_cache queues; /* its own lock */
     struct cluster_watch cluster;         /* the workers on the broker (its own lock) */
 };
 
@@ -146,6 +147,18 @@ static int query_run_json(PGconn *conn, void *ctx, struct cw_error *err)
 
 /* ---- endpoints ---- */
 
+/* A copy of a value of the snapshot, for an answer built from it. Not a reference:
+ * json-c counts references without atomics, and the listener's threads (and the main
+ * thread replacing the snapshot) would drop theirs at the same time. Call with
+ * snapshot_lock. */
+static json_object *snapshot_value(json_object *v)
+{
+    json_object *out = NULL;
+    if (v && json_object_deep_copy(v, &out, NULL) != 0)
+        return NULL;
+    return out;
+}
+
 /* Copies the snapshot's fields /healthz reports into body; returns the snapshot's age
  * (negative when there is none) and whether it says the broker is connected. */
 static double snapshot_health(struct http_state *st, json_object *body, bool *broker)
@@ -159,7 +172,7 @@ static double snapshot_health(struct http_state *st, json_object *body, bool *br
               json_object_get_boolean(v);
     for (size_t i = 0; st->snapshot && i < sizeof copied / sizeof copied[0]; i++)
         if (json_object_object_get_ex(st->snapshot, copied[i], &v))
-            json_object_object_add(body, copied[i], json_object_get(v));
+            json_object_object_add(body, copied[i], snapshot_value(v));
     pthread_mutex_unlock(&st->snapshot_lock);
     return age;
 }
@@ -245,7 +258,7 @@ static json_object *snapshot_worker(struct http_state *st)
         w = json_object_new_object();
         for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++)
             if (json_object_object_get_ex(st->snapshot, copied[i], &v))
-                json_object_object_add(w, copied[i], json_object_get(v));
+                json_object_object_add(w, copied[i], snapshot_value(v));
         json_object_object_add(w, "concurrency", json_object_new_int(st->cfg->concurrency));
         json_object_object_add(w, "snapshot_age_seconds", json_object_new_double(age));
     }
@@ -415,14 +428,17 @@ static struct MHD_Daemon *start_daemon(struct http_state *st, struct cw_error *e
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* One polling thread: requests are served one at a time, which is plenty for probes
-     * and scrapes; the limits keep idle or slow clients from holding it. The logger goes
-     * first, or libmicrohttpd reports the options before it its own way. */
-    struct MHD_Daemon *d = MHD_start_daemon(
-        flags, listen_port(ai), NULL, NULL, handle, st, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_NOTIFY_COMPLETED,
-        dashboard_request_done, NULL, MHD_OPTION_END);
+    /* A few polling threads, each serving one request at a time: plenty for probes and
+     * scrapes, and a request that waits on a hung broker or database (the dashboard's
+     * queues: up to the broker's 5 s handshake timeout) holds one thread, not /healthz
+     * too. The limits keep idle or slow clients from holding them. The logger goes first,
+     * or libmicrohttpd reports the options before it its own way. */
+    struct MHD_Daemon *d =
+        MHD_start_daemon(flags, listen_port(ai), NULL, NULL, handle, st, MHD_OPTION_EXTERNAL_LOGGER,
+                         mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)64, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+                         MHD_OPTION_NOTIFY_COMPLETED, dashboard_request_done, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d)
         CW_FAIL(err, CW_ERR_TRANSIENT, "cannot listen on %s (address in use or not local?)",
@@ -473,6 +489,7 @@ void http_server_main(int channel_fd, const struct cw_config *cfg)
     struct http_state st = {.cfg = cfg};
     pthread_mutex_init(&st.snapshot_lock, NULL);
     pthread_mutex_init(&st.db_lock, NULL);
+    dashboard_queues_cache_init(&st.queues);
     struct cw_error err;
     /* Before the daemon, which serves what it gathers. Without it the page still works;
      * only its list of the workers on the broker stays empty. */
@@ -488,7 +505,7 @@ void http_server_main(int channel_fd, const struct cw_config *cfg)
     /* Stop the threads before freeing what their handlers use. */
     MHD_stop_daemon(d);
     cluster_watch_stop(&st.cluster);
-    dashboard_queues_cache_free(&st.queues);
+    dashboard_queues_cache_destroy(&st.queues);
     if (st.conn)
         PQfinish(st.conn);
     json_object_put(st.snapshot);

@@ -415,6 +415,24 @@ def celery(env):
 
 
 @pytest.fixture
+def tq(request):
+    """A queue of the test's own: cwit.<module>.<test>.<random> (faults.unique_queue)."""
+    import faults
+    kind = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    return faults.unique_queue(kind, request.node.name)
+
+
+@pytest.fixture
+def workers(env, tq, tmp_path):
+    """Workers started on tq as the test needs them (faults.WorkerPool), all stopped and
+    their logs checked at teardown."""
+    import faults
+    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
 def pconn(env):
     c = env.producer_conn()
     yield c

@@ -29,7 +29,7 @@ import pytest
 
 import faults
 import producer
-from conftest import REPO, Env, Worker, _services_env, start_worker, wait_for_final_status
+from conftest import REPO, Env, _services_env, start_worker, wait_for_final_status
 from test_cli import CONF, create_run, dead_letter_by_hand, set_run
 from test_operating import HttpWorker, free_port
 

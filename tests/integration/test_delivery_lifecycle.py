@@ -14,7 +14,6 @@ import pytest
 
 import faults
 import producer
-from conftest import Worker
 from faults import (assert_parsed_once, create_run, pal_expected, pal_upload, run_locks,
                     submit, wait_final, wait_until)
 
@@ -22,18 +21,6 @@ from faults import (assert_parsed_once, create_run, pal_expected, pal_upload, ru
 OUTCOME_RE = re.compile(r"task=(?P<tid>[0-9a-f-]{36}) .*task \S+ (?P<outcome>succeeded|failed|"
                         r"retry|skipped|requeue) in ")
 ORPHAN_RE = re.compile(r"task=(?P<tid>[0-9a-f-]{36}) .*after its connection was lost")
-
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("lifecycle", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
 
 
 def consumer_connection(env, queue):

@@ -21,7 +21,7 @@ import pytest
 
 import faults
 import producer
-from conftest import PALOALTO, Worker
+from conftest import PALOALTO
 from faults import (assert_parsed_once, assert_untouched, children, create_run, enqueue,
                     retry_queue, run_row, submit, text, wait_final, wait_until, pal_upload,
                     pal_expected)
@@ -37,18 +37,6 @@ HARD_LIMIT_KILL = r"^task \S+ exceeded its hard time limit \(2 s\); killing exec
 def executor_died(signo):
     return (r"^executor \d+ died of signal %d \([^)]*\) running task \S+; it is requeued$"
             % signo)
-
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("failures", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
 
 
 def retire(env, run_id):

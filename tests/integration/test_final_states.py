@@ -22,8 +22,8 @@ import faults
 import producer
 from faults import children, run_row, submit, wait_until
 
-# The fault tests' fixtures (a WorkerPool on the test's own queue) and the paloalto upload.
-from test_failures import INPUTS, pal_expected, pal_upload, tq, workers  # noqa: F401
+# The paloalto upload (the tq and workers fixtures are conftest's).
+from test_failures import INPUTS, pal_expected, pal_upload  # noqa: F401
 
 
 class StatusWatch:

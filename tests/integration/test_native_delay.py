@@ -22,13 +22,11 @@ calculate_routing_key). KOMBU_LADDER is kombu's declaration of the ladder, writt
 import datetime
 import subprocess
 import time
-import uuid
 
 import pytest
 
 import faults
 import producer
-from conftest import Worker
 from faults import assert_parsed_once, pal_upload, run_row, wait_final, wait_until
 from faults import pal_expected as expected
 
@@ -93,18 +91,6 @@ def list_bindings(env):
                                             "destination_name", "routing_key"],
                          check=True, capture_output=True, text=True).stdout
     return {tuple(line.split("\t")) for line in out.splitlines() if line.count("\t") == 2}
-
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("native", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
 
 
 @pytest.fixture

@@ -12,29 +12,14 @@ import re
 import time
 import uuid
 
-import pytest
-
 import faults
 import producer
-from conftest import PALOALTO, Worker
-from faults import (assert_parsed_once, create_run, enqueue, run_row, text, wait_final,
-                    wait_until)
+from conftest import PALOALTO
+from faults import assert_parsed_once, create_run, enqueue, run_row, wait_final, wait_until
 
 INPUTS = ("inputs.conf", (PALOALTO / "default" / "inputs.conf").read_bytes())
 INPUTS_EXPECTED = {"inputs": 3}
 RECOVERED = r"run %d: its message never reached a worker; parse_run re-published as task (\S+)"
-
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("orphans", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
 
 
 def lost_message_run(env, task_id="auto", age_s=3600):

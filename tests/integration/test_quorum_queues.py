@@ -18,21 +18,8 @@ import pytest
 
 import faults
 import producer
-from conftest import Worker
 from faults import assert_parsed_once, pal_upload, submit, wait_final
 from faults import pal_expected as expected
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("quorum", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
-
 
 @pytest.fixture
 def qcelery(env, tq):

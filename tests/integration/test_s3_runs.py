@@ -25,7 +25,7 @@ import pytest
 import faults
 import producer
 import s3_server
-from conftest import PALOALTO, Worker
+from conftest import PALOALTO
 from faults import assert_parsed_once, children, run_row, wait_all_final, wait_final, wait_until
 from tcp_proxy import TcpProxy
 
@@ -46,18 +46,6 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def s3(store):
     return store.client()
-
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("s3runs", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
 
 
 def s3_settings(endpoint, **over):

@@ -12,22 +12,9 @@ import urllib.parse
 import pytest
 
 import faults
-from conftest import Worker
 from faults import (assert_parsed_once, pal_expected, pal_upload, run_locks, submit,
                     wait_final, wait_until)
 from tcp_proxy import TcpProxy
-
-@pytest.fixture
-def tq(request):
-    return faults.unique_queue("sick", request.node.name)
-
-
-@pytest.fixture
-def workers(env, tq, tmp_path):
-    pool = faults.WorkerPool(env, tq, tmp_path, Worker)
-    yield pool
-    pool.close()
-
 
 @pytest.fixture
 def proxy(env):

@@ -50,7 +50,14 @@ struct db_task_record {
     char *result_json;     /* owned; NULL when none */
 };
 
-/* Connects as application_name "cworker/<role>" (db/pg.h); db_connect as "executor". */
+/* The newest of migrations/ that this binary's statements need. An executor's connection
+ * (db_connect) to a database without it in cworker_schema_migrations is refused as an
+ * outage (CW_ERR_TRANSIENT, unavailable): runs wait, requeued with no retry consumed, until
+ * `cworker migrate` has run, instead of failing on a missing column. */
+#define DB_SCHEMA_LATEST "008_cworker_require.sql"
+
+/* Connects as application_name "cworker/<role>" (db/pg.h); db_connect as "executor", and
+ * checks the schema (DB_SCHEMA_LATEST). */
 CW_MUST_CHECK int db_connect_as(struct db *db, const char *url, const char *role,
                                 struct cw_error *err);
 CW_MUST_CHECK int db_connect(struct db *db, const char *url, struct cw_error *err);

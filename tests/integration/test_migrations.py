@@ -374,3 +374,41 @@ def test_lower_case_final_status_from_other_tools_is_recognised(app_session, fre
 
     assert _query(fresh_db, "SELECT status FROM ingestion_runs WHERE id = %s",
                   (run_id,)) == [("COMPLETE",)]
+
+
+# ------------------------------------------------------------------ schema the worker needs
+
+
+def test_the_worker_names_the_newest_migration():
+    """DB_SCHEMA_LATEST (include/db/db.h) is what a new migration must move forward."""
+    header = (REPO / "include" / "db" / "db.h").read_text()
+    latest = re.search(r'#define DB_SCHEMA_LATEST "([^"]+)"', header).group(1)
+    assert latest == migration_files()[-1]
+
+
+def test_runs_wait_for_a_database_not_migrated_for_the_worker(env, workers, celery):
+    """A worker started before `cworker migrate` (a new image, the migrate job still to run)
+    fails nothing: each run is requeued with no retry consumed, the log says what to do, and
+    once the migration is there the run completes."""
+    import faults
+    latest = migration_files()[-1]
+    conn = env.producer_conn()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        # As if the newest migration had never run, and 008 with it (008 made cworker_require,
+        # which a run's COMMIT needs): `cworker migrate` below applies both again.
+        cur.execute("DELETE FROM cworker_schema_migrations WHERE filename IN (%s, %s)",
+                    (latest, "008_cworker_require.sql"))
+        cur.execute("DROP FUNCTION IF EXISTS cworker_require(boolean, text)")
+    try:
+        w = workers.start()
+        run_id, _ = faults.submit(env, celery, faults.pal_upload(), workers.queue)
+        faults.wait_until(lambda: "migration %s is missing" % latest in w.log(), 30,
+                          "the worker saying the database is not migrated")
+        row = env.run(run_id)
+        assert (row["status"], row["retry_count"], row["error_message"]) == ("PARSING", 0, None)
+    finally:
+        run_migrate(env.bin, make_url(env.database_url))
+        conn.close()
+    row = faults.wait_final(env, run_id, timeout=90)
+    assert (row["status"], row["retry_count"]) == ("COMPLETE", 0)

@@ -15,9 +15,41 @@ int db_connect_as(struct db *db, const char *url, const char *role, struct cw_er
     return db->conn ? 0 : -1;
 }
 
+/* 0 when the newest migration is recorded; else -1 with err (the connection is kept:
+ * the caller closes it). */
+static int check_schema(struct db *db, struct cw_error *err)
+{
+    const char *values[] = {DB_SCHEMA_LATEST};
+    PGresult *res =
+        PQexecParams(db->conn, "SELECT 1 FROM cworker_schema_migrations WHERE filename = $1", 1,
+                     NULL, values, NULL, NULL, 0);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    bool no_ledger = state && strcmp(state, "42P01") == 0; /* undefined_table */
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        PQclear(res);
+        return 0;
+    }
+    if (PQresultStatus(res) == PGRES_TUPLES_OK || no_ledger) {
+        CW_FAIL(err, CW_ERR_TRANSIENT,
+                "the database is not migrated for this worker: migration %s is missing (run "
+                "`cworker migrate`); runs wait until it is",
+                DB_SCHEMA_LATEST);
+        err->unavailable = true;
+    } else {
+        pg_fail(err, db->conn, res, "checking the database schema", NULL);
+    }
+    PQclear(res);
+    return -1;
+}
+
 int db_connect(struct db *db, const char *url, struct cw_error *err)
 {
-    return db_connect_as(db, url, PG_ROLE_EXECUTOR, err);
+    if (db_connect_as(db, url, PG_ROLE_EXECUTOR, err) != 0)
+        return -1;
+    if (check_schema(db, err) == 0)
+        return 0;
+    db_close(db);
+    return -1;
 }
 
 void db_close(struct db *db)

@@ -21,6 +21,9 @@
 #define NATIVE_DELAY_DELIVERY_EXCHANGE "celery_delayed_delivery"
 /* Where a delayed message is published (Celery 5.5 always starts at the top). */
 #define NATIVE_DELAY_ENTRY_EXCHANGE "celery_delayed_27"
+/* The whole ladder as one place a retry waits in (cworker_tasks.retry_queue, the
+ * dashboard's queue table): its levels are shared by every queue. */
+#define NATIVE_DELAY_LADDER_NAME "celery_delayed_27..0"
 
 /* "celery_delayed_<level>" (the exchange and the queue of that level). */
 void native_delay_level_name(int level, char *out, size_t len);

@@ -20,8 +20,10 @@ calculate_routing_key). KOMBU_LADDER is kombu's declaration of the ladder, writt
 """
 
 import datetime
+import json
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -204,6 +206,35 @@ def test_retries_travel_the_ladder(env, workers, celery55, tq):
     assert ".retry." not in w.log()
     faults.wait_queue_settled(env, tq)
     faults.assert_queues_empty(env, *faults.retry_queues(tq, "2"))
+    wait_ladder_empty(env)
+
+
+def get_json(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_a_native_retry_is_shown_waiting_in_the_ladder(env, workers, celery55, tq):
+    """The dashboard's data: the retry recorded as waiting in the ladder with its due time,
+    and the ladder's messages counted with the queue's delay queues."""
+    port = faults.free_port()
+    w = workers.start(RETRY_TRANSPORT="native", RETRY_DELAYS="4", MAX_RETRIES=3,
+                      CWORKER_HTTP="127.0.0.1:%d" % port, **NATIVE)
+    name, data = pal_upload()
+    run_id = faults.create_run(env, {"name": name, "data": data, "store": False})
+    faults.enqueue(env, celery55, run_id, tq)
+    wait_until(lambda: run_row(env, run_id)["retry_count"] == 1, 30,
+               "first transient failure of run %s" % run_id)
+    due = get_json(port, "/v1/worker/dashboard")["database"]["delay_queues"]
+    ladder = [q for q in due if q["name"] == "celery_delayed_27..0"]
+    assert len(ladder) == 1 and ladder[0]["scheduled"] == 1, due
+    assert 0 < ladder[0]["next_due_in_seconds"] <= 4, due
+    queues = get_json(port, "/v1/worker/queues")["queues"]
+    counted = {q["name"]: q["messages"] for q in queues[0]["delay_queues"]}
+    assert counted.get("celery_delayed_27..0") == 1, queues
+    faults.store_blob(env, run_id, name, data)
+    run = wait_final(env, run_id, timeout=60, workers=[w])
+    assert run["status"] == "COMPLETE", "%r\n%s" % (run, w.tail())
     wait_ladder_empty(env)
 
 

@@ -25,6 +25,7 @@ import psycopg2
 import pytest
 
 import producer
+from faults import free_port
 from conftest import (REPO, SANITIZER_RE, Env, Worker, _services_env, paloalto_upload,
                       start_worker, wait_for_final_status)
 
@@ -40,12 +41,6 @@ STATUS_KEYS = ["id", "type", "label", "notes", "created_at", "status", "task_id"
 def iso(dt):
     """The worker's timestamp text: UTC, always with microseconds."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if dt else None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------- fixtures

@@ -11,7 +11,6 @@ Every password is distinctive (a random token), so its absence is meaningful.
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -20,18 +19,13 @@ import uuid
 import pytest
 
 from conftest import REPO, SANITIZER_RE, Worker
+from faults import free_port
 
 PYTHON = "/usr/bin/python3"
 
 
 def token():
     return "pw" + uuid.uuid4().hex[:16]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_env(env, broker_url, **extra):

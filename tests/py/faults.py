@@ -11,6 +11,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -55,6 +56,13 @@ def retry_queue(queue, delay):
 
 def retry_queues(queue, delays):
     return [retry_queue(queue, d) for d in str(delays).split(",") if d.strip()]
+
+
+def free_port():
+    """A loopback TCP port nothing listens on now (for a worker's --http, a proxy)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def unique_queue(kind, test_name):

@@ -11,6 +11,7 @@
 #include "tasks/parse_run_args.h"
 #include "tasks/retry_policy.h"
 #include "ingest/upload_source.h"
+#include "mq/native_delay.h"
 #include "tasks/task.h"
 #include "base/xalloc.h"
 #include "db/pg.h"
@@ -435,6 +436,12 @@ static double retry_wait(const struct task_context *ctx, const struct retry_deci
 {
     const struct cw_config *cfg = ctx->cfg;
     queue[0] = '\0';
+    if (d->retry && cfg->retry_native) { /* the supervisor's delay_route: whole seconds, up */
+        long seconds = native_delay_seconds(d->delay);
+        if (seconds > 0)
+            snprintf(queue, len, "%s", NATIVE_DELAY_LADDER_NAME);
+        return (double)seconds;
+    }
     if (!d->retry || cfg->nretry_delays <= 0)
         return d->delay;
     double ttl = cfg->retry_delays[retry_policy_slot(d->next_retries, cfg->nretry_delays)];

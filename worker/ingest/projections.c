@@ -344,16 +344,16 @@ static void add_outputs_row(struct run_rows *rr, const struct conf_stanza *st)
 /* ---- serverclasses: aggregated over the whole run ------------------------------------ */
 
 /* The class named name[0..len), created on first mention (by either stanza kind). */
-static struct proj_serverclass *find_class(struct run_rows *rr, const char *name, size_t len)
+static struct proj_serverclass *find_class(struct proj_class_set *set, const char *name, size_t len)
 {
-    for (size_t i = 0; i < rr->nclasses; i++)
-        if (strncmp(rr->classes[i].name, name, len) == 0 && rr->classes[i].name[len] == '\0')
-            return &rr->classes[i];
-    if (rr->nclasses == rr->classes_cap) {
-        rr->classes_cap = rr->classes_cap ? rr->classes_cap * 2 : 8;
-        rr->classes = cw_xrealloc(rr->classes, rr->classes_cap * sizeof *rr->classes);
+    for (size_t i = 0; i < set->n; i++)
+        if (strncmp(set->v[i].name, name, len) == 0 && set->v[i].name[len] == '\0')
+            return &set->v[i];
+    if (set->n == set->cap) {
+        set->cap = set->cap ? set->cap * 2 : 8;
+        set->v = cw_xrealloc(set->v, set->cap * sizeof *set->v);
     }
-    struct proj_serverclass *c = &rr->classes[rr->nclasses++];
+    struct proj_serverclass *c = &set->v[set->n++];
     c->name = cw_xstrndup(name, len);
     c->whitelist = json_object_new_object();
     c->blacklist = json_object_new_object();
@@ -402,7 +402,8 @@ static void merge_app_settings(struct proj_serverclass *c, const char *app,
 
 /* [serverClass:<name>] and [serverClass:<name>:app:<app>]; other stanzas (global)
  * make no serverclass row. Repeats merge key by key, the later one winning, as
- * Splunk layers repeated stanzas. */
+ * Splunk layers repeated stanzas. They are gathered per file first (a file that fails to
+ * parse must leave no trace) and merged into the run's when the file ends. */
 static void collect_serverclass(struct run_rows *rr, const struct conf_stanza *st)
 {
     static const char prefix[] = "serverClass:";
@@ -410,17 +411,58 @@ static void collect_serverclass(struct run_rows *rr, const struct conf_stanza *s
         return;
     const char *name = st->name + sizeof prefix - 1;
     const char *app = strstr(name, ":app:");
-    struct proj_serverclass *c = find_class(rr, name, app ? (size_t)(app - name) : strlen(name));
+    struct proj_serverclass *c =
+        find_class(&rr->file_classes, name, app ? (size_t)(app - name) : strlen(name));
     if (app)
         merge_app_settings(c, app + 5, st);
     else
         merge_class_settings(c, st);
 }
 
+/* Key by key, src's values winning; a key new to dst goes last, as it would have had the
+ * settings been merged into dst directly. */
+static void merge_object(json_object *dst, json_object *src)
+{
+    json_object_object_foreach(src, key, value)
+    {
+        json_object_object_add(dst, key, json_object_get(value));
+    }
+}
+
+static void merge_class(struct proj_serverclass *dst, const struct proj_serverclass *src)
+{
+    merge_object(dst->whitelist, src->whitelist);
+    merge_object(dst->blacklist, src->blacklist);
+    merge_object(dst->kv, src->kv);
+    json_object_object_foreach(src->apps, app, settings)
+    {
+        json_object *obj;
+        if (!json_object_object_get_ex(dst->apps, app, &obj)) {
+            obj = json_object_new_object();
+            json_object_object_add(dst->apps, app, obj);
+        }
+        merge_object(obj, settings);
+    }
+}
+
+static void class_set_free(struct proj_class_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct proj_serverclass *c = &set->v[i];
+        free(c->name);
+        json_object_put(c->whitelist);
+        json_object_put(c->blacklist);
+        json_object_put(c->apps);
+        json_object_put(c->kv);
+    }
+    free(set->v);
+    memset(set, 0, sizeof *set);
+}
+
 static void emit_serverclasses(struct run_rows *rr)
 {
-    for (size_t i = 0; i < rr->nclasses; i++) {
-        struct proj_serverclass *c = &rr->classes[i];
+    for (size_t i = 0; i < rr->classes.n; i++) {
+        struct proj_serverclass *c = &rr->classes.v[i];
         struct copy_row row = begin_typed(rr, PROJ_SERVERCLASSES);
         put_text(rr, &row, c->name, W_SHORT);
         put_json(&row, json_object_get(c->whitelist), true);
@@ -469,22 +511,142 @@ static void add_typed_row(struct run_rows *rr, enum conf_type type, const char *
     }
 }
 
+static void counts_save(const struct run_rows *rr, struct run_rows_counts *c)
+{
+    c->nstanzas = rr->nstanzas;
+    memcpy(c->ntyped, rr->ntyped, sizeof c->ntyped);
+    c->truncations = rr->truncations;
+    c->repairs = rr->repairs;
+}
+
+static void counts_restore(struct run_rows *rr, const struct run_rows_counts *c)
+{
+    rr->nstanzas = c->nstanzas;
+    memcpy(rr->ntyped, c->ntyped, sizeof rr->ntyped);
+    rr->truncations = c->truncations;
+    rr->repairs = c->repairs;
+}
+
+static void set_marks(struct run_rows *rr)
+{
+    rr->mark_stanzas = rr->stanzas.len;
+    for (int t = 0; t < PROJ_COUNT; t++)
+        rr->mark_typed[t] = rr->typed[t].len;
+}
+
+static void end_file_state(struct run_rows *rr)
+{
+    class_set_free(&rr->file_classes);
+    free(rr->path);
+    rr->path = NULL;
+    rr->in_file = false;
+}
+
+void run_rows_begin_file(struct run_rows *rr, long file_id, const char *source_path)
+{
+    if (rr->in_file)
+        run_rows_abort_file(rr);
+    counts_save(rr, &rr->at_begin);
+    set_marks(rr);
+    rr->in_file = true;
+    rr->file_id = file_id;
+    /* Archive entry names are bytes; a COPY with invalid UTF-8 would fail the run. */
+    rr->path = cw_xstrdup(source_path);
+    if (utf8_repair(rr->path, strlen(rr->path)) > 0)
+        rr->repairs++;
+    rr->type = conf_type_from_path(rr->path);
+    provenance_from_path(rr->path, &rr->pv);
+}
+
+void run_rows_add_stanza(struct run_rows *rr, const struct conf_stanza *st)
+{
+    add_stanza_row(rr, rr->file_id, rr->path, rr->type, &rr->pv, st);
+    add_typed_row(rr, rr->type, rr->path, &rr->pv, st);
+}
+
+void run_rows_end_file(struct run_rows *rr)
+{
+    for (size_t i = 0; i < rr->file_classes.n; i++) {
+        const struct proj_serverclass *c = &rr->file_classes.v[i];
+        merge_class(find_class(&rr->classes, c->name, strlen(c->name)), c);
+    }
+    end_file_state(rr);
+}
+
+static void cut_back(struct strbuf *sb, size_t mark)
+{
+    if (mark < sb->len) {
+        sb->len = mark;
+        sb->data[mark] = '\0';
+    }
+}
+
+void run_rows_abort_file(struct run_rows *rr)
+{
+    counts_restore(rr, &rr->at_begin);
+    cut_back(&rr->stanzas, rr->mark_stanzas);
+    for (int t = 0; t < PROJ_COUNT; t++)
+        cut_back(&rr->typed[t], rr->mark_typed[t]);
+    end_file_state(rr);
+}
+
+/* A buffer is kept for the next batch unless one huge row grew it far beyond one. */
+#define KEEP_CAP (16u << 20)
+
+static void empty_buffer(struct strbuf *sb)
+{
+    if (sb->cap > KEEP_CAP)
+        strbuf_free(sb);
+    else
+        strbuf_reset(sb);
+}
+
+void run_rows_stanzas_sent(struct run_rows *rr)
+{
+    empty_buffer(&rr->stanzas);
+    rr->mark_stanzas = 0;
+}
+
+void run_rows_typed_sent(struct run_rows *rr)
+{
+    for (int t = 0; t < PROJ_COUNT; t++)
+        empty_buffer(&rr->typed[t]);
+    memset(rr->mark_typed, 0, sizeof rr->mark_typed);
+}
+
+static void drop_front(struct strbuf *sb, size_t n)
+{
+    if (n == 0)
+        return;
+    memmove(sb->data, sb->data + n, sb->len - n + 1); /* with the NUL */
+    sb->len -= n;
+}
+
+void run_rows_sent_before_marks(struct run_rows *rr)
+{
+    drop_front(&rr->stanzas, rr->mark_stanzas);
+    rr->mark_stanzas = 0;
+    for (int t = 0; t < PROJ_COUNT; t++) {
+        drop_front(&rr->typed[t], rr->mark_typed[t]);
+        rr->mark_typed[t] = 0;
+    }
+}
+
+size_t run_rows_buffered(const struct run_rows *rr)
+{
+    size_t n = rr->stanzas.len;
+    for (int t = 0; t < PROJ_COUNT; t++)
+        n += rr->typed[t].len;
+    return n;
+}
+
 void run_rows_add_file(struct run_rows *rr, long file_id, const char *source_path,
                        const struct conf_file *f)
 {
-    /* Archive entry names are bytes; a COPY with invalid UTF-8 would fail the run. */
-    char *path = cw_xstrdup(source_path);
-    if (utf8_repair(path, strlen(path)) > 0)
-        rr->repairs++;
-    enum conf_type type = conf_type_from_path(path);
-    struct provenance pv;
-    provenance_from_path(path, &pv);
-
-    for (size_t i = 0; i < f->nstanzas; i++) {
-        add_stanza_row(rr, file_id, path, type, &pv, &f->stanzas[i]);
-        add_typed_row(rr, type, path, &pv, &f->stanzas[i]);
-    }
-    free(path);
+    run_rows_begin_file(rr, file_id, source_path);
+    for (size_t i = 0; i < f->nstanzas; i++)
+        run_rows_add_stanza(rr, &f->stanzas[i]);
+    run_rows_end_file(rr);
 }
 
 void run_rows_finish(struct run_rows *rr)
@@ -508,15 +670,6 @@ void run_rows_free(struct run_rows *rr)
     strbuf_free(&rr->stanzas);
     for (int t = 0; t < PROJ_COUNT; t++)
         strbuf_free(&rr->typed[t]);
-    for (size_t i = 0; i < rr->nclasses; i++) {
-        struct proj_serverclass *c = &rr->classes[i];
-        free(c->name);
-        json_object_put(c->whitelist);
-        json_object_put(c->blacklist);
-        json_object_put(c->apps);
-        json_object_put(c->kv);
-    }
-    free(rr->classes);
-    rr->classes = NULL;
-    rr->nclasses = rr->classes_cap = 0;
+    end_file_state(rr);
+    class_set_free(&rr->classes);
 }

@@ -12,9 +12,12 @@
 /* What one stanza may hold. Only the stanza being filled is in memory when stanzas are
  * streamed (conf_parser_set_sink), so these bound the parser's memory whatever the file's
  * size: a stanza of a million settings, or of 100 MB of long lines, is a parse error.
- * Real stanzas have hundreds of settings and kilobytes of text at most. */
+ * Real stanzas have hundreds of settings and kilobytes of text at most. The bytes bound is
+ * the tighter one: a stanza's COPY row can take over ten times its text (control characters
+ * become \u0001 in JSON, then COPY doubles the backslash), so 4 MiB keeps the worst stanza
+ * of a hostile file near 64 MB. */
 #define CONF_PARSER_DEFAULT_MAX_SETTINGS     100000     /* distinct keys per stanza */
-#define CONF_PARSER_DEFAULT_MAX_STANZA_BYTES (8u << 20) /* name, keys and values of one stanza */
+#define CONF_PARSER_DEFAULT_MAX_STANZA_BYTES (4u << 20) /* name, keys and values of one stanza */
 
 /* All strings are NUL-terminated, valid UTF-8 without NUL bytes, owned by the
  * enclosing conf_file (or, handed to a sink, by the parser until the sink returns). */

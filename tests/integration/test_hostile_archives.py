@@ -177,7 +177,7 @@ CASES = [
      lambda: tgz([GOOD, ("app/default/props.conf",
                          b"[s]\n" + b"".join(b"k%d = %s\n" % (i, b"v" * 1000000)
                                              for i in range(10)))]),
-     OK, {"parse_errors": 1, "error": "line 10: stanza larger than 8388608 bytes",
+     OK, {"parse_errors": 1, "error": "line 6: stanza larger than 4194304 bytes",
           "stanzas": ["app/default/good.conf"]}),
     # A file whose rows were already streamed (behind a savepoint) when it turns out not
     # to parse: its rows are rolled back, those of the files around it stay.

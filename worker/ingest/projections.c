@@ -84,8 +84,18 @@ static void put_bool(struct copy_row *row, int tristate)
     copy_row_text(row, tristate < 0 ? NULL : tristate ? "t" : "f");
 }
 
-/* Writes obj as JSON text and releases it; NULL, or an empty object when
- * empty_is_null, writes \N. */
+/* json-c returns NULL (or -1) when memory runs out, where a wrong row would be written:
+ * that is memory exhaustion as base/xalloc.h handles it (the run fails before any send,
+ * tasks/parse_run.c checks first). The row written meanwhile is never sent. */
+static json_object *new_object(void)
+{
+    json_object *obj = json_object_new_object();
+    if (!obj)
+        cw_xalloc_failed(sizeof(void *));
+    return obj;
+}
+
+/* Writes obj as JSON text and releases it; an empty object when empty_is_null writes \N. */
 static void put_json(struct copy_row *row, json_object *obj, bool empty_is_null)
 {
     if (!obj || (empty_is_null && json_object_object_length(obj) == 0)) {
@@ -94,14 +104,34 @@ static void put_json(struct copy_row *row, json_object *obj, bool empty_is_null)
         size_t len;
         const char *js = json_object_to_json_string_length(
             obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        copy_row_text_n(row, js, len);
+        if (!js) {
+            cw_xalloc_failed(len);
+            copy_row_null(row);
+        } else {
+            copy_row_text_n(row, js, len);
+        }
     }
     json_object_put(obj);
 }
 
+/* Adds v (owned) to obj; false when it could not (after an exhaustion obj may be NULL),
+ * v then dropped. */
+static bool obj_add(json_object *obj, const char *key, json_object *v)
+{
+    if (obj && v && json_object_object_add(obj, key, v) == 0)
+        return true;
+    json_object_put(v);
+    if (obj)
+        cw_xalloc_failed(strlen(key));
+    return false;
+}
+
 static void obj_set(json_object *obj, const char *key, const char *value)
 {
-    json_object_object_add(obj, key, json_object_new_string(value));
+    json_object *v = json_object_new_string(value);
+    if (!v)
+        cw_xalloc_failed(strlen(value));
+    obj_add(obj, key, v);
 }
 
 /* A PostgreSQL array literal of varchar(255) elements, built up element by element:
@@ -146,7 +176,7 @@ static bool has_prefix_ci(const char *s, const char *prefix)
 
 static json_object *settings_object(const struct conf_stanza *st)
 {
-    json_object *obj = json_object_new_object();
+    json_object *obj = new_object();
     for (size_t i = 0; i < st->nsettings; i++)
         obj_set(obj, st->settings[i].key, st->settings[i].value);
     return obj;
@@ -209,7 +239,7 @@ static void add_inputs_row(struct run_rows *rr, const char *path, const struct p
                            const struct conf_stanza *st)
 {
     const char *index = NULL, *sourcetype = NULL, *disabled = NULL;
-    json_object *kv = json_object_new_object();
+    json_object *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         if (strcmp(s->key, "index") == 0)
@@ -267,7 +297,7 @@ static void add_list(struct run_rows *rr, struct pg_array *a, const char *list)
 static void add_props_row(struct run_rows *rr, const struct conf_stanza *st)
 {
     struct pg_array transforms = {STRBUF_INIT, 0}, sedcmds = {STRBUF_INIT, 0};
-    json_object *kv = json_object_new_object();
+    json_object *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         if (has_prefix_ci(s->key, "TRANSFORMS-"))
@@ -288,7 +318,7 @@ static void add_props_row(struct run_rows *rr, const struct conf_stanza *st)
 static void add_transforms_row(struct run_rows *rr, const struct conf_stanza *st)
 {
     const char *dest = NULL, *regex = NULL, *format = NULL;
-    json_object *kv = json_object_new_object();
+    json_object *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         if (strcmp(s->key, "DEST_KEY") == 0)
@@ -327,7 +357,7 @@ static void add_indexes_row(struct run_rows *rr, const struct conf_stanza *st)
 
 static void add_outputs_row(struct run_rows *rr, const struct conf_stanza *st)
 {
-    json_object *servers = json_object_new_object(), *kv = json_object_new_object();
+    json_object *servers = new_object(), *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         bool is_server = strcmp(s->key, "server") == 0 || strcmp(s->key, "uri") == 0 ||
@@ -355,10 +385,10 @@ static struct proj_serverclass *find_class(struct proj_class_set *set, const cha
     }
     struct proj_serverclass *c = &set->v[set->n++];
     c->name = cw_xstrndup(name, len);
-    c->whitelist = json_object_new_object();
-    c->blacklist = json_object_new_object();
-    c->apps = json_object_new_object();
-    c->kv = json_object_new_object();
+    c->whitelist = new_object();
+    c->blacklist = new_object();
+    c->apps = new_object();
+    c->kv = new_object();
     return c;
 }
 
@@ -393,8 +423,12 @@ static void merge_app_settings(struct proj_serverclass *c, const char *app,
 {
     json_object *obj;
     if (!json_object_object_get_ex(c->apps, app, &obj)) {
-        obj = json_object_new_object();
-        json_object_object_add(c->apps, app, obj);
+        obj = new_object();
+        if (!obj_add(c->apps, app, json_object_get(obj))) {
+            json_object_put(obj);
+            return;
+        }
+        json_object_put(obj); /* c->apps holds it */
     }
     for (size_t i = 0; i < st->nsettings; i++)
         obj_set(obj, st->settings[i].key, st->settings[i].value);
@@ -423,9 +457,11 @@ static void collect_serverclass(struct run_rows *rr, const struct conf_stanza *s
  * settings been merged into dst directly. */
 static void merge_object(json_object *dst, json_object *src)
 {
+    if (!src)
+        return; /* after an exhaustion */
     json_object_object_foreach(src, key, value)
     {
-        json_object_object_add(dst, key, json_object_get(value));
+        obj_add(dst, key, json_object_get(value));
     }
 }
 
@@ -434,12 +470,18 @@ static void merge_class(struct proj_serverclass *dst, const struct proj_servercl
     merge_object(dst->whitelist, src->whitelist);
     merge_object(dst->blacklist, src->blacklist);
     merge_object(dst->kv, src->kv);
+    if (!src->apps)
+        return; /* after an exhaustion */
     json_object_object_foreach(src->apps, app, settings)
     {
         json_object *obj;
         if (!json_object_object_get_ex(dst->apps, app, &obj)) {
-            obj = json_object_new_object();
-            json_object_object_add(dst->apps, app, obj);
+            obj = new_object();
+            if (!obj_add(dst->apps, app, json_object_get(obj))) {
+                json_object_put(obj);
+                continue;
+            }
+            json_object_put(obj); /* dst->apps holds it */
         }
         merge_object(obj, settings);
     }

@@ -35,11 +35,13 @@ struct proj_serverclass; /* private: one aggregated serverclass */
 struct proj_class_set {
     struct proj_serverclass *v;
     size_t n, cap;
+    struct json_object *index; /* name -> position in v */
 };
 
 /* What run_rows_abort_file restores: the counts when the file began. Private. */
 struct run_rows_counts {
     size_t nstanzas, ntyped[PROJ_COUNT], truncations, repairs;
+    size_t serverclass_items, serverclass_bytes;
 };
 
 /* The rows of one run, in COPY text format (one strbuf per table). The counts cover the
@@ -60,6 +62,10 @@ struct run_rows {
     size_t ntyped[PROJ_COUNT];
     size_t truncations; /* values cut to a column's width: parse warnings */
     size_t repairs;     /* source paths whose invalid UTF-8 bytes were replaced by "?" */
+    /* What the serverclass aggregation (the one state kept for the run) was given:
+     * serverclass stanzas plus their settings, and their text; repeats count again. The
+     * caller bounds them to bound memory. */
+    size_t serverclass_items, serverclass_bytes;
     size_t mark_stanzas, mark_typed[PROJ_COUNT];
 
     /* private: the file being added */

@@ -26,7 +26,7 @@ PALOALTO_STANZAS = 181
 LIMIT_S = 20.0  # a bomb must fail by size, long before any time limit
 # Parsing a million stanzas before the run-wide limit trips takes ~15 s under ASan.
 SLOW_S = {"run_stanza_limit": 60.0, "many_stanzas_one_file": 60.0, "settings_bomb": 60.0,
-          "large_file_fails_late": 60.0}
+          "large_file_fails_late": 60.0, "serverclass_flood": 60.0}
 
 
 def submit(env, celery, queue, name, data, run_type="APP_BUNDLE"):
@@ -191,6 +191,11 @@ CASES = [
     ("run_stanza_limit", "t.tgz", lambda: tgz([("app/default/p%d.conf" % i, b"[s]\n" * 100000)
                                                for i in range(11)]),
      FAIL, LIMIT + "more than 1000000 stanzas in the run"),
+    # Serverclasses are aggregated over the run before their rows exist: bounded too.
+    ("serverclass_flood", "t.tgz",
+     lambda: tgz([GOOD, ("etc/system/local/serverclass.conf",
+                         b"".join(b"[serverClass:c%d]\n" % i for i in range(100001)))]),
+     FAIL, LIMIT + "serverclass stanzas and settings over 100000 or 16 MiB in the run"),
     ("stanza_name_5000", "t.tgz", lambda: tgz([GOOD, ("app/default/props.conf",
                                                       b"[" + b"n" * 5000 + b"]\nk = v\n")]),
      OK, {"warnings": 1, "nstanzas": 2}),

@@ -359,6 +359,26 @@ static void test_serverclasses(void **state)
     conf_file_free(&b);
 }
 
+/* 20,000 classes, each named twice: found by name, not by a scan, in first-mention order. */
+static void test_many_serverclasses(void **state)
+{
+    (void)state;
+    struct strbuf text = STRBUF_INIT;
+    for (int i = 0; i < 20000; i++)
+        strbuf_appendf(&text, "[serverClass:c%d]\nwhitelist.0 = h%d\n", i, i);
+    for (int i = 0; i < 20000; i++)
+        strbuf_appendf(&text, "[serverClass:c%d:app:a]\nk = %d\n", i, i);
+    struct run_rows rr;
+    rows_for(&rr, 3, 1, "etc/system/local/serverclass.conf", strbuf_cstr(&text));
+    assert_int_equal(rr.ntyped[PROJ_SERVERCLASSES], 20000);
+    assert_prefix(strbuf_cstr(&rr.typed[PROJ_SERVERCLASSES]),
+                  "3\tc0\t{\"0\":\"h0\"}\t\\N\t{\"a\":{\"k\":\"0\"}}\t\\N\n"
+                  "3\tc1\t{\"0\":\"h1\"}\t");
+    assert_int_equal(rr.serverclass_items, 80000);
+    run_rows_free(&rr);
+    strbuf_free(&text);
+}
+
 /* A file that fails mid-way leaves nothing: not its rows, nor its counts, nor its
  * serverclasses; the rows of complete files before it stay. */
 static void test_abort_file(void **state)
@@ -391,13 +411,18 @@ static void test_abort_file(void **state)
 
     run_rows_begin_file(&rr, 2, "etc/system/local/serverclass.conf");
     run_rows_add_stanza(&rr, &sc.stanzas[0]);
+    assert_int_equal(rr.serverclass_items, 2); /* the stanza and its setting */
+    assert_int_equal(rr.serverclass_bytes, strlen("serverClass:gone") + strlen("whitelist.0x"));
     run_rows_abort_file(&rr);
+    assert_int_equal(rr.serverclass_items, 0);
+    assert_int_equal(rr.serverclass_bytes, 0);
     run_rows_add_file(&rr, 2, "etc/system/local/serverclass.conf", &sc_ok);
     run_rows_finish(&rr);
     assert_int_equal(rr.ntyped[PROJ_SERVERCLASSES], 1);
     assert_string_equal(strbuf_cstr(&rr.typed[PROJ_SERVERCLASSES]),
                         "5\tkept\t\\N\t\\N\t\\N\t\\N\n");
     assert_int_equal(rr.nstanzas, 2);
+    assert_int_equal(rr.serverclass_items, 1);
     run_rows_free(&rr);
     free(stanzas);
     free(props);
@@ -626,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_transforms),
         cmocka_unit_test(test_indexes_outputs),
         cmocka_unit_test(test_serverclasses),
+        cmocka_unit_test(test_many_serverclasses),
         cmocka_unit_test(test_abort_file),
         cmocka_unit_test(test_sent_before_marks),
         cmocka_unit_test(test_truncation),

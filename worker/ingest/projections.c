@@ -373,18 +373,25 @@ static void add_outputs_row(struct run_rows *rr, const struct conf_stanza *st)
 
 /* ---- serverclasses: aggregated over the whole run ------------------------------------ */
 
-/* The class named name[0..len), created on first mention (by either stanza kind). */
+/* The class named name[0..len), created on first mention (by either stanza kind); found
+ * through set->index (name -> position), so many classes stay linear. */
 static struct proj_serverclass *find_class(struct proj_class_set *set, const char *name, size_t len)
 {
-    for (size_t i = 0; i < set->n; i++)
-        if (strncmp(set->v[i].name, name, len) == 0 && set->v[i].name[len] == '\0')
-            return &set->v[i];
+    char *key = cw_xstrndup(name, len);
+    json_object *at;
+    if (!set->index)
+        set->index = new_object();
+    if (json_object_object_get_ex(set->index, key, &at)) {
+        free(key);
+        return &set->v[json_object_get_int64(at)];
+    }
+    obj_add(set->index, key, json_object_new_int64((int64_t)set->n));
     if (set->n == set->cap) {
         set->cap = set->cap ? set->cap * 2 : 8;
         set->v = cw_xrealloc(set->v, set->cap * sizeof *set->v);
     }
     struct proj_serverclass *c = &set->v[set->n++];
-    c->name = cw_xstrndup(name, len);
+    c->name = key;
     c->whitelist = new_object();
     c->blacklist = new_object();
     c->apps = new_object();
@@ -447,6 +454,10 @@ static void collect_serverclass(struct run_rows *rr, const struct conf_stanza *s
     const char *app = strstr(name, ":app:");
     struct proj_serverclass *c =
         find_class(&rr->file_classes, name, app ? (size_t)(app - name) : strlen(name));
+    rr->serverclass_items += 1 + st->nsettings;
+    rr->serverclass_bytes += strlen(st->name);
+    for (size_t i = 0; i < st->nsettings; i++)
+        rr->serverclass_bytes += strlen(st->settings[i].key) + strlen(st->settings[i].value);
     if (app)
         merge_app_settings(c, app + 5, st);
     else
@@ -498,6 +509,7 @@ static void class_set_free(struct proj_class_set *set)
         json_object_put(c->kv);
     }
     free(set->v);
+    json_object_put(set->index);
     memset(set, 0, sizeof *set);
 }
 
@@ -559,6 +571,8 @@ static void counts_save(const struct run_rows *rr, struct run_rows_counts *c)
     memcpy(c->ntyped, rr->ntyped, sizeof c->ntyped);
     c->truncations = rr->truncations;
     c->repairs = rr->repairs;
+    c->serverclass_items = rr->serverclass_items;
+    c->serverclass_bytes = rr->serverclass_bytes;
 }
 
 static void counts_restore(struct run_rows *rr, const struct run_rows_counts *c)
@@ -567,6 +581,8 @@ static void counts_restore(struct run_rows *rr, const struct run_rows_counts *c)
     memcpy(rr->ntyped, c->ntyped, sizeof rr->ntyped);
     rr->truncations = c->truncations;
     rr->repairs = c->repairs;
+    rr->serverclass_items = c->serverclass_items;
+    rr->serverclass_bytes = c->serverclass_bytes;
 }
 
 static void set_marks(struct run_rows *rr)

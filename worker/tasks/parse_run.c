@@ -32,6 +32,11 @@
 #ifndef MAX_RUN_STANZAS
 #define MAX_RUN_STANZAS 1000000
 #endif
+/* Serverclasses are aggregated over the whole run before their rows are made, the one
+ * thing held for the run: what they may hold is bounded (serverclass stanzas plus their
+ * settings, and their text). Real deployment servers have thousands. */
+#define MAX_RUN_SERVERCLASS_ITEMS 100000
+#define MAX_RUN_SERVERCLASS_BYTES (16u << 20)
 /* Rows are sent in batches of about this many bytes of COPY text: stanza rows into the
  * run's open stanza COPY, typed rows (all six tables together) as one COPY per table. These,
  * with the parser's per-stanza limits, bound the executor's memory whatever the archive's
@@ -232,6 +237,15 @@ static int stanza_ready(void *ctx, const struct conf_stanza *stanza, struct cw_e
         return -1;
     }
     run_rows_add_stanza(&st->rows, stanza);
+    if (st->rows.serverclass_items > MAX_RUN_SERVERCLASS_ITEMS ||
+        st->rows.serverclass_bytes > MAX_RUN_SERVERCLASS_BYTES) {
+        st->sink_failed = true;
+        CW_FAIL(err, CW_ERR_PERMANENT,
+                "Archive limit exceeded: serverclass stanzas and settings over %d or %u MiB "
+                "in the run",
+                MAX_RUN_SERVERCLASS_ITEMS, MAX_RUN_SERVERCLASS_BYTES >> 20);
+        return -1;
+    }
     if (send_rows(st, false, err) != 0) {
         st->sink_failed = true;
         return -1;

@@ -219,9 +219,12 @@ static int send_rows(struct parse_state *st, bool all, struct cw_error *err)
         return -1;
     if (st->in_entry && !st->entry_savepoint && start_entry_savepoint(st, err) != 0)
         return -1;
-    if ((all || stanzas) && send_stanzas(st, err) != 0)
-        return -1;
+    /* Typed COPYs end the stanza COPY, and the server works through everything sent so
+     * far before they return; the stanza rows parsed meanwhile are then sent at once, so the
+     * server has work while the next batch is parsed. */
     if ((all || typed) && send_typed(st, err) != 0)
+        return -1;
+    if ((all || stanzas || typed) && send_stanzas(st, err) != 0)
         return -1;
     return check_clock(st, err);
 }

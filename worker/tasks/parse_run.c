@@ -342,7 +342,11 @@ static int entry_end(void *ctx, struct cw_error *err)
         if (db_run_writer_release(&st->writer, err) != 0)
             return -1;
     }
-    return check_memory(st, err);
+    if (check_memory(st, err) != 0)
+        return -1;
+    /* The file's stanza rows are final now: they go into the open stanza COPY (no
+     * statement), so the server works on them while the next file is read. */
+    return send_stanzas(st, err);
 }
 
 static void entry_warning(void *ctx, const char *path, const char *reason)

@@ -1,8 +1,9 @@
 /* app.worker.tasks.parse_run(run_id): an uploaded Splunk archive becomes stanzas and typed
  * rows in PostgreSQL (CONTRACT 1.5). The rows stream into the run's one write transaction
- * while the uploads are read (db/run_writer.h): memory is bounded by one .conf file and
- * one batch of typed rows, not by the run, and a failure at any point (a checksum that
- * does not match included) rolls back, leaving no partial rows. */
+ * while the uploads are read (db/run_writer.h): the parser hands over each stanza as it
+ * completes, so memory is bounded by one stanza and one batch of rows, not by a file or
+ * the run, and a failure at any point (a checksum that does not match included) rolls
+ * back, leaving no partial rows. */
 #include "ingest/archive_reader.h"
 #include "base/clock.h"
 #include "ingest/conf_parser.h"

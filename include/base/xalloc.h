@@ -21,4 +21,9 @@ char *cw_xstrndup(const char *s, size_t n);
 void cw_xalloc_reserve(size_t bytes);
 bool cw_xalloc_reserve_used(void);
 
+/* An allocation outside these wrappers failed (json-c returns NULL instead): handled as
+ * one of theirs would be. The reserve is released, so the task fails at its next check
+ * of cw_xalloc_reserve_used(); with no reserve left, the process aborts. */
+void cw_xalloc_failed(size_t size);
+
 #endif

@@ -56,6 +56,12 @@ CW_MUST_CHECK int db_run_writer_typed(struct db_run_writer *w, enum proj_table t
 CW_MUST_CHECK int db_run_writer_commit(struct db_run_writer *w, const char *metrics_json,
                                        const char *result_json, bool *written,
                                        struct cw_error *err);
+/* A savepoint around the rows of one file too large to hold until it is known to parse
+ * (tasks/parse_run.c): each ends the COPY in progress first. rollback_to removes what was
+ * written since db_run_writer_savepoint and releases the savepoint, release keeps it. */
+CW_MUST_CHECK int db_run_writer_savepoint(struct db_run_writer *w, struct cw_error *err);
+CW_MUST_CHECK int db_run_writer_release(struct db_run_writer *w, struct cw_error *err);
+CW_MUST_CHECK int db_run_writer_rollback_to(struct db_run_writer *w, struct cw_error *err);
 /* Aborts the COPY in progress and rolls back (best effort; a lost connection rolls back
  * by itself). Safe on a closed writer. */
 void db_run_writer_abort(struct db_run_writer *w);

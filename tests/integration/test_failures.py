@@ -405,11 +405,13 @@ def _built_with_asan(path):
         return b"__asan_init" in f.read()
 
 
-def _one_big_conf_upload(stanzas):
+def _one_big_stanza_upload():
+    """One stanza of four 1 MB values of control characters: within the parser's limits
+    (4 MiB per stanza, 1 MiB per line), but each character becomes \\u0001 in the COPY row,
+    so the row alone needs some 30 MB."""
     import io
     import tarfile
-    text = "".join("[search_%d]\nsearch = index=main value %d\ncron_schedule = */5 * * * *\n\n"
-                   % (i, i) for i in range(stanzas)).encode()
+    text = b"[big]\n" + b"".join(b"k%d = %s\n" % (i, b"\x01" * 1000000) for i in range(4))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("big_app/default/savedsearches.conf")
@@ -420,13 +422,14 @@ def _one_big_conf_upload(stanzas):
 
 def test_memory_limit_fails_the_run_and_the_executor_goes_on(env, workers, celery):
     """EXECUTOR_MEMORY_LIMIT=100 (MB of address space; an idle executor has about 75): a
-    file of 90,000 stanzas needs more, and its run FAILS at once with the limit named and
-    no rows, instead of the executor aborting or the host's OOM killer stepping in. The
-    same executor then parses a small run."""
+    stanza whose COPY row is some 30 MB needs more (stanzas stream, so a file of many
+    stanzas no longer does), and its run FAILS at once with the limit named and no rows,
+    instead of the executor aborting or the host's OOM killer stepping in. The same
+    executor then parses a small run."""
     if _built_with_asan(env.bin):
         pytest.skip("EXECUTOR_MEMORY_LIMIT is not applied in AddressSanitizer builds")
     w = workers.start(CONCURRENCY=1, EXECUTOR_MEMORY_LIMIT=100, MAX_RETRIES=0)
-    big, _ = submit(env, celery, _one_big_conf_upload(90000), workers.queue)
+    big, _ = submit(env, celery, _one_big_stanza_upload(), workers.queue)
     run = wait_final(env, big, workers=[w])
     assert run["status"] == "FAILED", run
     assert run["error_message"] == ("Permanent error: the run needed more than 100 MB"

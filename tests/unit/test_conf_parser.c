@@ -281,12 +281,12 @@ static void test_continuation_trailing_blanks(void **state)
     conf_file_free(&f);
 }
 
-static int parse_limited(const char *text, size_t max_stanzas, size_t max_settings,
+static int parse_limited(const char *text, size_t max_settings, size_t max_bytes,
                          struct conf_file *f, struct cw_error *err)
 {
     struct conf_parser p;
     conf_parser_init(&p, 0);
-    conf_parser_set_limits(&p, max_stanzas, max_settings);
+    conf_parser_set_limits(&p, max_settings, max_bytes);
     int rc = conf_parser_feed(&p, text, strlen(text), err);
     if (rc == 0)
         rc = conf_parser_finish(&p, f, err);
@@ -294,58 +294,195 @@ static int parse_limited(const char *text, size_t max_stanzas, size_t max_settin
     return rc;
 }
 
-/* Every stanza and setting stays in memory until the run commits: both are bounded. */
-static void test_stanza_and_setting_limits(void **state)
+/* One stanza is the most the parser holds when it streams: what one may hold is bounded. */
+static void test_stanza_limits(void **state)
 {
     (void)state;
     struct conf_file f = {0};
     struct cw_error err;
 
-    assert_int_equal(parse_limited("[a]\n[b]\n[c]\n", 3, 0, &f, &err), 0);
-    assert_int_equal(f.nstanzas, 3);
-    conf_file_free(&f);
-    assert_int_equal(parse_limited("[a]\n[b]\n[c]\n[d]\n", 3, 0, &f, &err), -1);
-    assert_int_equal(err.cls, CW_ERR_PERMANENT);
-    assert_string_equal(err.message, "line 4: more than 3 stanzas in one file");
-    assert_int_equal(f.nstanzas, 0);
-
-    /* The implicit "default" stanza counts too. */
-    assert_int_equal(parse_limited("k = v\n[a]\n", 1, 0, &f, &err), -1);
-    assert_string_equal(err.message, "line 2: more than 1 stanzas in one file");
-
-    /* Settings count over the whole file; a repeated key replaces, it does not count. */
-    assert_int_equal(parse_limited("[a]\nx=1\nx=2\n[b]\ny=1\n", 0, 2, &f, &err), 0);
+    /* Settings count per stanza; a repeated key replaces, it does not count. */
+    assert_int_equal(parse_limited("[a]\nx=1\ny=2\n[b]\nz=1\nw=1\n", 2, 0, &f, &err), 0);
     assert_int_equal(f.nstanzas, 2);
     conf_file_free(&f);
-    assert_int_equal(parse_limited("[a]\nx=1\n[b]\ny=1\nz=1\n", 0, 2, &f, &err), -1);
-    assert_string_equal(err.message, "line 5: more than 2 settings in one file");
+    assert_int_equal(parse_limited("[a]\nx=1\nx=2\nx=3\n", 1, 0, &f, &err), 0);
+    conf_file_free(&f);
+    assert_int_equal(parse_limited("[a]\nx=1\ny=2\nz=3\n", 2, 0, &f, &err), -1);
+    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+    assert_string_equal(err.message, "line 4: more than 2 settings in one stanza");
+    assert_int_equal(f.nstanzas, 0);
+
+    /* The implicit "default" stanza is a stanza too. */
+    assert_int_equal(parse_limited("k = v\nj = w\n[a]\n", 1, 0, &f, &err), -1);
+    assert_string_equal(err.message, "line 2: more than 1 settings in one stanza");
 
     /* A continued value that ends the file is still counted. */
-    assert_int_equal(parse_limited("[a]\nx=1\ny=a\\\nb\\", 0, 1, &f, &err), -1);
-    assert_string_equal(err.message, "line 4: more than 1 settings in one file");
+    assert_int_equal(parse_limited("[a]\nx=1\ny=a\\\nb\\", 1, 0, &f, &err), -1);
+    assert_string_equal(err.message, "line 4: more than 1 settings in one stanza");
+
+    /* Bytes: the name, the keys and the values; a replaced value no longer counts. */
+    assert_int_equal(parse_limited("[abc]\nk=1234\n[d]\nk=12345678\n", 0, 10, &f, &err), 0);
+    conf_file_free(&f);
+    assert_int_equal(parse_limited("[abc]\nk=123456\nk=1\nj=1234\n", 0, 10, &f, &err), 0);
+    conf_file_free(&f);
+    assert_int_equal(parse_limited("[abc]\nk=1234\nj=12\n", 0, 10, &f, &err), -1);
+    assert_string_equal(err.message, "line 3: stanza larger than 10 bytes");
 
     /* The defaults are generous but finite. */
     struct conf_parser p;
     conf_parser_init(&p, 0);
-    assert_int_equal(p.max_stanzas, CONF_PARSER_DEFAULT_MAX_STANZAS);
     assert_int_equal(p.max_settings, CONF_PARSER_DEFAULT_MAX_SETTINGS);
+    assert_int_equal(p.max_stanza_bytes, CONF_PARSER_DEFAULT_MAX_STANZA_BYTES);
     conf_parser_free(&p);
 }
 
-/* 2 x the default stanza limit of tiny stanzas fails fast, with the line it stopped at. */
-static void test_many_tiny_stanzas(void **state)
+/* A stanza of twice the default settings limit fails at the first key over it. */
+static void test_settings_bomb(void **state)
 {
     (void)state;
-    size_t n = 2 * CONF_PARSER_DEFAULT_MAX_STANZAS;
-    char *text = cw_xmalloc(n * 4 + 1);
+    size_t n = 2 * CONF_PARSER_DEFAULT_MAX_SETTINGS;
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_append_str(&sb, "[bomb]\n");
     for (size_t i = 0; i < n; i++)
-        memcpy(text + i * 4, "[s]\n", 4);
-    text[n * 4] = '\0';
+        strbuf_appendf(&sb, "k%zu=v\n", i);
     char want[96];
-    snprintf(want, sizeof want, "line %d: more than %d stanzas in one file",
-             CONF_PARSER_DEFAULT_MAX_STANZAS + 1, CONF_PARSER_DEFAULT_MAX_STANZAS);
-    parse_fails(text, n * 4, 0, want);
-    free(text);
+    snprintf(want, sizeof want, "line %d: more than %d settings in one stanza",
+             CONF_PARSER_DEFAULT_MAX_SETTINGS + 2, CONF_PARSER_DEFAULT_MAX_SETTINGS);
+    parse_fails(sb.data, sb.len, 0, want);
+    strbuf_free(&sb);
+}
+
+/* What a sink saw, in dump()'s format, so streaming can be compared with collecting. */
+struct seen {
+    struct strbuf text;
+    size_t nstanzas;
+    size_t fail_at; /* the sink fails on this stanza (1-based); 0 never */
+};
+
+static int record_stanza(void *ctx, const struct conf_stanza *st, struct cw_error *err)
+{
+    struct seen *s = ctx;
+    if (++s->nstanzas == s->fail_at) {
+        CW_FAIL(err, CW_ERR_TRANSIENT, "the sink gave up at [%s]", st->name);
+        return -1;
+    }
+    strbuf_appendf(&s->text, "[%s] #%d\n", st->name, st->order_in_file);
+    for (size_t j = 0; j < st->nsettings; j++)
+        strbuf_appendf(&s->text, "<%s>=<%s>\n", st->settings[j].key, st->settings[j].value);
+    return 0;
+}
+
+/* Streams data in chunks of `chunk` bytes into s; returns feed's/finish's result. */
+static int stream(const char *data, size_t len, size_t chunk, struct seen *s, struct cw_error *err)
+{
+    struct conf_parser p;
+    struct conf_file f = {0};
+    conf_parser_init(&p, 0);
+    conf_parser_set_sink(&p, record_stanza, s);
+    int rc = 0;
+    for (size_t off = 0; rc == 0 && off < len; off += chunk)
+        rc = conf_parser_feed(&p, data + off, len - off < chunk ? len - off : chunk, err);
+    if (rc == 0)
+        rc = conf_parser_finish(&p, &f, err);
+    if (rc == 0) {
+        assert_int_equal(f.nstanzas, 0); /* the sink took them all */
+        char head[48];
+        snprintf(head, sizeof head, "warnings=%zu\n", f.warnings);
+        struct strbuf all = STRBUF_INIT;
+        strbuf_append_str(&all, head);
+        strbuf_append(&all, s->text.data ? s->text.data : "", s->text.len);
+        strbuf_free(&s->text);
+        s->text = all;
+    }
+    conf_file_free(&f);
+    conf_parser_free(&p);
+    return rc;
+}
+
+/* Streaming hands out exactly the stanzas collecting gives, in order, whatever the chunks. */
+static void test_sink_matches_collecting(void **state)
+{
+    (void)state;
+    static const char *const files[] = {"inputs.conf", "props.conf", "transforms.conf",
+                                        "macros.conf"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[256];
+        snprintf(path, sizeof path, PALO "%s", files[i]);
+        size_t len;
+        char *data = read_file(path, &len);
+        struct conf_file f = parse_path(path);
+        char *want = dump(&f);
+        for (size_t chunk = 1; chunk <= 4096; chunk *= 8) {
+            struct seen s = {STRBUF_INIT, 0, 0};
+            struct cw_error err;
+            assert_int_equal(stream(data, len, chunk, &s, &err), 0);
+            assert_int_equal(s.nstanzas, f.nstanzas);
+            assert_string_equal(s.text.data, want);
+            strbuf_free(&s.text);
+        }
+        free(want);
+        conf_file_free(&f);
+        free(data);
+    }
+}
+
+/* A stanza is complete at the next header or at the end; a repeated header is another
+ * stanza; settings before any header are "default"; an empty file has none. */
+static void test_sink_boundaries(void **state)
+{
+    (void)state;
+    struct cw_error err;
+    const char *text = "k = 1\n[a]\nx = 1\n[a]\nx = 2\n[b]";
+    struct seen s = {STRBUF_INIT, 0, 0};
+    assert_int_equal(stream(text, strlen(text), 3, &s, &err), 0);
+    assert_string_equal(s.text.data, "warnings=0\n[default] #0\n<k>=<1>\n[a] #1\n<x>=<1>\n"
+                                     "[a] #2\n<x>=<2>\n[b] #3\n");
+    strbuf_free(&s.text);
+
+    s = (struct seen){STRBUF_INIT, 0, 0};
+    assert_int_equal(stream("", 0, 1, &s, &err), 0);
+    assert_int_equal(s.nstanzas, 0);
+    strbuf_free(&s.text);
+
+    /* 200,000 stanzas stream through one at a time: no per-file stanza limit. */
+    size_t n = 200000;
+    char *many = cw_xmalloc(n * 4 + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy(many + i * 4, "[s]\n", 4);
+    s = (struct seen){STRBUF_INIT, 0, 0};
+    assert_int_equal(stream(many, n * 4, 65536, &s, &err), 0);
+    assert_int_equal(s.nstanzas, n);
+    strbuf_free(&s.text);
+    free(many);
+}
+
+/* A sink's error stops the parse and is returned as it is; a parse error comes after the
+ * stanzas completed before its line were handed out. */
+static void test_sink_errors(void **state)
+{
+    (void)state;
+    struct cw_error err;
+    const char *text = "[a]\n[b]\n[c]\n";
+    struct seen s = {STRBUF_INIT, 0, 2};
+    assert_int_equal(stream(text, strlen(text), 64, &s, &err), -1);
+    assert_int_equal(err.cls, CW_ERR_TRANSIENT);
+    assert_string_equal(err.message, "the sink gave up at [b]");
+    strbuf_free(&s.text);
+
+    /* ... also for the last stanza, handed out by finish. */
+    s = (struct seen){STRBUF_INIT, 0, 3};
+    assert_int_equal(stream(text, strlen(text), 64, &s, &err), -1);
+    assert_string_equal(err.message, "the sink gave up at [c]");
+    strbuf_free(&s.text);
+
+    const char *bad = "[a]\nk = v\n[b]\nk = \xff\n";
+    s = (struct seen){STRBUF_INIT, 0, 0};
+    assert_int_equal(stream(bad, strlen(bad), 64, &s, &err), -1);
+    assert_int_equal(err.cls, CW_ERR_PERMANENT);
+    assert_string_equal(err.message, "line 4: invalid UTF-8");
+    assert_int_equal(s.nstanzas, 1);
+    assert_string_equal(s.text.data, "[a] #0\n<k>=<v>\n");
+    strbuf_free(&s.text);
 }
 
 static void test_hash_in_values_and_comments(void **state)
@@ -732,8 +869,11 @@ int main(void)
         cmocka_unit_test(test_crlf_and_bom),
         cmocka_unit_test(test_continuation),
         cmocka_unit_test(test_continuation_trailing_blanks),
-        cmocka_unit_test(test_stanza_and_setting_limits),
-        cmocka_unit_test(test_many_tiny_stanzas),
+        cmocka_unit_test(test_stanza_limits),
+        cmocka_unit_test(test_settings_bomb),
+        cmocka_unit_test(test_sink_matches_collecting),
+        cmocka_unit_test(test_sink_boundaries),
+        cmocka_unit_test(test_sink_errors),
         cmocka_unit_test(test_hash_in_values_and_comments),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_lines_without_equals),

@@ -359,6 +359,111 @@ static void test_serverclasses(void **state)
     conf_file_free(&b);
 }
 
+/* 20,000 classes, each named twice: found by name, not by a scan, in first-mention order. */
+static void test_many_serverclasses(void **state)
+{
+    (void)state;
+    struct strbuf text = STRBUF_INIT;
+    for (int i = 0; i < 20000; i++)
+        strbuf_appendf(&text, "[serverClass:c%d]\nwhitelist.0 = h%d\n", i, i);
+    for (int i = 0; i < 20000; i++)
+        strbuf_appendf(&text, "[serverClass:c%d:app:a]\nk = %d\n", i, i);
+    struct run_rows rr;
+    rows_for(&rr, 3, 1, "etc/system/local/serverclass.conf", strbuf_cstr(&text));
+    assert_int_equal(rr.ntyped[PROJ_SERVERCLASSES], 20000);
+    assert_prefix(strbuf_cstr(&rr.typed[PROJ_SERVERCLASSES]),
+                  "3\tc0\t{\"0\":\"h0\"}\t\\N\t{\"a\":{\"k\":\"0\"}}\t\\N\n"
+                  "3\tc1\t{\"0\":\"h1\"}\t");
+    assert_int_equal(rr.serverclass_items, 80000);
+    run_rows_free(&rr);
+    strbuf_free(&text);
+}
+
+/* A file that fails mid-way leaves nothing: not its rows, nor its counts, nor its
+ * serverclasses; the rows of complete files before it stay. */
+static void test_abort_file(void **state)
+{
+    (void)state;
+    struct conf_file good = parse("[st_a]\nTRANSFORMS-x = t1\nk = v\n");
+    struct conf_file bad = parse("[st_b]\nk = \xc3\xa9\n[st_c]\n");
+    struct conf_file sc = parse("[serverClass:gone]\nwhitelist.0 = x\n");
+    struct conf_file sc_ok = parse("[serverClass:kept]\n");
+    struct run_rows rr;
+    run_rows_init(&rr, 5);
+    run_rows_add_file(&rr, 1, "etc/apps/a/default/props.conf", &good);
+    char *stanzas = strdup(strbuf_cstr(&rr.stanzas));
+    char *props = strdup(strbuf_cstr(&rr.typed[PROJ_PROPS]));
+
+    run_rows_begin_file(&rr, 1,
+                        "etc/apps/b/default/pr\xff"
+                        "ops.conf"); /* repaired */
+    assert_int_equal(rr.mark_stanzas, strlen(stanzas));
+    assert_int_equal(rr.mark_typed[PROJ_PROPS], strlen(props));
+    for (size_t i = 0; i < bad.nstanzas; i++)
+        run_rows_add_stanza(&rr, &bad.stanzas[i]);
+    assert_int_equal(rr.nstanzas, 3);
+    run_rows_abort_file(&rr);
+    assert_int_equal(rr.nstanzas, 1);
+    assert_int_equal(rr.ntyped[PROJ_PROPS], 1);
+    assert_int_equal(rr.repairs, 0);
+    assert_string_equal(strbuf_cstr(&rr.stanzas), stanzas);
+    assert_string_equal(strbuf_cstr(&rr.typed[PROJ_PROPS]), props);
+
+    run_rows_begin_file(&rr, 2, "etc/system/local/serverclass.conf");
+    run_rows_add_stanza(&rr, &sc.stanzas[0]);
+    assert_int_equal(rr.serverclass_items, 2); /* the stanza and its setting */
+    assert_int_equal(rr.serverclass_bytes, strlen("serverClass:gone") + strlen("whitelist.0x"));
+    run_rows_abort_file(&rr);
+    assert_int_equal(rr.serverclass_items, 0);
+    assert_int_equal(rr.serverclass_bytes, 0);
+    run_rows_add_file(&rr, 2, "etc/system/local/serverclass.conf", &sc_ok);
+    run_rows_finish(&rr);
+    assert_int_equal(rr.ntyped[PROJ_SERVERCLASSES], 1);
+    assert_string_equal(strbuf_cstr(&rr.typed[PROJ_SERVERCLASSES]),
+                        "5\tkept\t\\N\t\\N\t\\N\t\\N\n");
+    assert_int_equal(rr.nstanzas, 2);
+    assert_int_equal(rr.serverclass_items, 1);
+    run_rows_free(&rr);
+    free(stanzas);
+    free(props);
+    conf_file_free(&good);
+    conf_file_free(&bad);
+    conf_file_free(&sc);
+    conf_file_free(&sc_ok);
+}
+
+/* The rows before the marks leave the buffers; the current file's stay, and aborting
+ * the file then empties them. */
+static void test_sent_before_marks(void **state)
+{
+    (void)state;
+    struct conf_file a = parse("[one]\nk = 1\n");
+    struct conf_file b = parse("[two]\nk = 2\n");
+    struct run_rows rr;
+    run_rows_init(&rr, 6);
+    run_rows_add_file(&rr, 1, "etc/apps/a/default/indexes.conf", &a);
+    run_rows_begin_file(&rr, 1, "etc/apps/a/default/indexes.conf");
+    run_rows_add_stanza(&rr, &b.stanzas[0]);
+    size_t before = run_rows_buffered(&rr);
+    run_rows_sent_before_marks(&rr);
+    assert_true(run_rows_buffered(&rr) < before);
+    assert_prefix(strbuf_cstr(&rr.typed[PROJ_INDEXES]), "6\ttwo\t");
+    assert_int_equal(count_lines(&rr.typed[PROJ_INDEXES]), 1);
+    assert_int_equal(count_lines(&rr.stanzas), 1);
+    assert_int_equal(rr.mark_stanzas, 0);
+    run_rows_abort_file(&rr);
+    assert_int_equal(run_rows_buffered(&rr), 0);
+    assert_int_equal(rr.nstanzas, 1);
+    run_rows_add_file(&rr, 1, "etc/apps/a/default/indexes.conf", &b);
+    run_rows_stanzas_sent(&rr);
+    run_rows_typed_sent(&rr);
+    assert_int_equal(run_rows_buffered(&rr), 0);
+    assert_int_equal(rr.nstanzas, 2);
+    run_rows_free(&rr);
+    conf_file_free(&a);
+    conf_file_free(&b);
+}
+
 /* ---- widths ------------------------------------------------------------------------- */
 
 static char *repeat(const char *unit, size_t n)
@@ -546,6 +651,9 @@ int main(void)
         cmocka_unit_test(test_transforms),
         cmocka_unit_test(test_indexes_outputs),
         cmocka_unit_test(test_serverclasses),
+        cmocka_unit_test(test_many_serverclasses),
+        cmocka_unit_test(test_abort_file),
+        cmocka_unit_test(test_sent_before_marks),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_long_app_and_bad_path),
         cmocka_unit_test(test_paloalto_run),

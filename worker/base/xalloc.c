@@ -43,6 +43,12 @@ bool cw_xalloc_reserve_used(void)
     return reserve_used;
 }
 
+void cw_xalloc_failed(size_t size)
+{
+    if (!release_reserve())
+        out_of_memory(size);
+}
+
 void *cw_xmalloc(size_t size)
 {
     void *p = malloc(size ? size : 1);

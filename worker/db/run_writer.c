@@ -289,3 +289,38 @@ void db_run_writer_abort(struct db_run_writer *w)
     }
     w->open = false;
 }
+
+/* ---- a savepoint around one large file ------------------------------------------------ */
+
+#define FILE_SAVEPOINT "cw_file"
+
+/* Ends the COPY in progress (a savepoint cannot be taken inside one), then runs sql. */
+static int savepoint_statement(struct db_run_writer *w, const char *what, const char *sql,
+                               struct cw_error *err)
+{
+    if (end_copy(w, NULL, err) != 0)
+        return -1;
+    w->statements++;
+    return exec_simple(w->db, what, sql, 0, NULL, err);
+}
+
+int db_run_writer_savepoint(struct db_run_writer *w, struct cw_error *err)
+{
+    return savepoint_statement(w, "starting the rows of a file", "SAVEPOINT " FILE_SAVEPOINT, err);
+}
+
+int db_run_writer_release(struct db_run_writer *w, struct cw_error *err)
+{
+    return savepoint_statement(w, "keeping the rows of a file", "RELEASE SAVEPOINT " FILE_SAVEPOINT,
+                               err);
+}
+
+int db_run_writer_rollback_to(struct db_run_writer *w, struct cw_error *err)
+{
+    if (savepoint_statement(w, "removing the rows of a file",
+                            "ROLLBACK TO SAVEPOINT " FILE_SAVEPOINT, err) != 0)
+        return -1;
+    w->statements++;
+    return exec_simple(w->db, "removing the rows of a file", "RELEASE SAVEPOINT " FILE_SAVEPOINT, 0,
+                       NULL, err);
+}

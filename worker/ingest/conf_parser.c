@@ -24,16 +24,23 @@ void conf_parser_init(struct conf_parser *p, size_t max_line_bytes)
 {
     memset(p, 0, sizeof *p);
     p->max_line = max_line_bytes ? max_line_bytes : CONF_PARSER_DEFAULT_MAX_LINE;
-    p->max_stanzas = CONF_PARSER_DEFAULT_MAX_STANZAS;
     p->max_settings = CONF_PARSER_DEFAULT_MAX_SETTINGS;
+    p->max_stanza_bytes = CONF_PARSER_DEFAULT_MAX_STANZA_BYTES;
     strbuf_init(&p->line);
     strbuf_init(&p->value);
 }
 
-void conf_parser_set_limits(struct conf_parser *p, size_t max_stanzas, size_t max_settings)
+void conf_parser_set_limits(struct conf_parser *p, size_t max_settings, size_t max_stanza_bytes)
 {
-    p->max_stanzas = max_stanzas ? max_stanzas : CONF_PARSER_DEFAULT_MAX_STANZAS;
     p->max_settings = max_settings ? max_settings : CONF_PARSER_DEFAULT_MAX_SETTINGS;
+    p->max_stanza_bytes =
+        max_stanza_bytes ? max_stanza_bytes : CONF_PARSER_DEFAULT_MAX_STANZA_BYTES;
+}
+
+void conf_parser_set_sink(struct conf_parser *p, conf_stanza_fn fn, void *ctx)
+{
+    p->sink = fn;
+    p->sink_ctx = ctx;
 }
 
 /* ---- small text helpers -------------------------------------------------------- */
@@ -132,26 +139,68 @@ static size_t index_find(const struct conf_key_index *ix, const struct conf_stan
 
 /* ---- building the result ---------------------------------------------------------- */
 
-/* Returns false (and marks the line as failing) when the file already has all the
- * stanzas it may have. */
-static bool start_stanza(struct conf_parser *p, const char *name, size_t n)
+static void stanza_free(struct conf_stanza *st)
 {
-    struct conf_file *f = &p->file;
-    if (f->nstanzas >= p->max_stanzas) {
-        p->over_limit = "stanzas";
-        return false;
+    for (size_t j = 0; j < st->nsettings; j++) {
+        free(st->settings[j].key);
+        free(st->settings[j].value);
     }
-    if (f->nstanzas == f->cap) {
-        f->cap = f->cap ? f->cap * 2 : 8;
-        f->stanzas = cw_xrealloc(f->stanzas, f->cap * sizeof *f->stanzas);
-    }
-    struct conf_stanza *st = &f->stanzas[f->nstanzas];
+    free(st->settings);
+    free(st->name);
     memset(st, 0, sizeof *st);
+}
+
+/* The stanza being filled is complete: collected into the file, or set aside for the
+ * sink, which process_line calls once the line is done (the line handlers cannot fail). */
+static void end_stanza(struct conf_parser *p)
+{
+    if (!p->have_stanza)
+        return;
+    p->have_stanza = false;
+    if (p->sink) {
+        p->done = p->stanza;
+        p->have_done = true;
+    } else {
+        struct conf_file *f = &p->file;
+        if (f->nstanzas == f->cap) {
+            f->cap = f->cap ? f->cap * 2 : 8;
+            f->stanzas = cw_xrealloc(f->stanzas, f->cap * sizeof *f->stanzas);
+        }
+        f->stanzas[f->nstanzas++] = p->stanza;
+    }
+    memset(&p->stanza, 0, sizeof p->stanza);
+}
+
+/* Hands the stanza completed by the last line to the sink, then releases it. */
+static int deliver_done(struct conf_parser *p, struct cw_error *err)
+{
+    if (!p->have_done)
+        return 0;
+    p->have_done = false;
+    int rc = p->sink(p->sink_ctx, &p->done, err);
+    stanza_free(&p->done);
+    if (rc != 0)
+        p->failed = true;
+    return rc;
+}
+
+static void start_stanza(struct conf_parser *p, const char *name, size_t n)
+{
+    end_stanza(p);
+    struct conf_stanza *st = &p->stanza;
     st->name = cw_xstrndup(name, n);
-    st->order_in_file = (int)f->nstanzas;
-    f->nstanzas++;
+    st->order_in_file = (int)p->nstanzas++;
+    p->have_stanza = true;
+    p->stanza_bytes = n;
     index_reset(&p->keys);
-    return true;
+}
+
+/* The stanza's text grew by `more` bytes (after shrinking by `less`). */
+static void count_bytes(struct conf_parser *p, size_t more, size_t less)
+{
+    p->stanza_bytes = p->stanza_bytes - less + more;
+    if (p->stanza_bytes > p->max_stanza_bytes)
+        p->over_limit = "bytes";
 }
 
 /* Duplicate keys keep their first position and take the last value (Splunk's
@@ -159,20 +208,21 @@ static bool start_stanza(struct conf_parser *p, const char *name, size_t n)
 static void set_setting(struct conf_parser *p, const char *key, size_t klen, const char *val,
                         size_t vlen)
 {
-    if (p->file.nstanzas == 0 && !start_stanza(p, "default", 7)) /* before any header */
-        return;
-    struct conf_stanza *st = &p->file.stanzas[p->file.nstanzas - 1];
+    if (!p->have_stanza) /* settings before any header */
+        start_stanza(p, "default", 7);
+    struct conf_stanza *st = &p->stanza;
     size_t at = index_find(&p->keys, st, key, klen);
     if (at != SIZE_MAX) {
+        count_bytes(p, vlen, strlen(st->settings[at].value));
         free(st->settings[at].value);
         st->settings[at].value = cw_xstrndup(val, vlen);
         return;
     }
-    if (p->nsettings >= p->max_settings) {
+    if (st->nsettings >= p->max_settings) {
         p->over_limit = "settings";
         return;
     }
-    p->nsettings++;
+    count_bytes(p, klen + vlen, 0);
     if (st->nsettings == st->cap) {
         st->cap = st->cap ? st->cap * 2 : 8;
         st->settings = cw_xrealloc(st->settings, st->cap * sizeof *st->settings);
@@ -199,7 +249,7 @@ static void handle_header(struct conf_parser *p, const char *s, size_t n)
     const char *name = s + 1;
     size_t len = (size_t)(close - name);
     trim(&name, &len);
-    (void)start_stanza(p, name, len); /* over the limit: process_line reports it */
+    start_stanza(p, name, len);
 }
 
 static void handle_setting(struct conf_parser *p, const char *s, size_t n)
@@ -290,10 +340,13 @@ static int fail_too_long(struct conf_parser *p, size_t lineno, struct cw_error *
 
 static int fail_over_limit(struct conf_parser *p, struct cw_error *err)
 {
-    bool stanzas = strcmp(p->over_limit, "stanzas") == 0;
     p->failed = true;
-    CW_FAIL(err, CW_ERR_PERMANENT, "line %zu: more than %zu %s in one file", p->lineno,
-            stanzas ? p->max_stanzas : p->max_settings, p->over_limit);
+    if (strcmp(p->over_limit, "settings") == 0)
+        CW_FAIL(err, CW_ERR_PERMANENT, "line %zu: more than %zu settings in one stanza", p->lineno,
+                p->max_settings);
+    else
+        CW_FAIL(err, CW_ERR_PERMANENT, "line %zu: stanza larger than %zu bytes", p->lineno,
+                p->max_stanza_bytes);
     return -1;
 }
 
@@ -331,7 +384,7 @@ static int process_line(struct conf_parser *p, struct cw_error *err)
             p->logical_len = n;
     }
     strbuf_reset(&p->line);
-    return p->over_limit ? fail_over_limit(p, err) : 0;
+    return p->over_limit ? fail_over_limit(p, err) : deliver_done(p, err);
 }
 
 /* ---- public entry points ------------------------------------------------------------ */
@@ -375,6 +428,9 @@ int conf_parser_finish(struct conf_parser *p, struct conf_file *out, struct cw_e
         finish_continuation(p);
     if (p->over_limit)
         return fail_over_limit(p, err);
+    end_stanza(p);
+    if (deliver_done(p, err) != 0)
+        return -1;
     *out = p->file;
     memset(&p->file, 0, sizeof p->file);
     return 0;
@@ -388,20 +444,16 @@ void conf_parser_free(struct conf_parser *p)
     p->cont_key = NULL;
     free(p->keys.slots);
     memset(&p->keys, 0, sizeof p->keys);
+    stanza_free(&p->stanza);
+    stanza_free(&p->done);
+    p->have_stanza = p->have_done = false;
     conf_file_free(&p->file);
 }
 
 void conf_file_free(struct conf_file *f)
 {
-    for (size_t i = 0; i < f->nstanzas; i++) {
-        struct conf_stanza *st = &f->stanzas[i];
-        for (size_t j = 0; j < st->nsettings; j++) {
-            free(st->settings[j].key);
-            free(st->settings[j].value);
-        }
-        free(st->settings);
-        free(st->name);
-    }
+    for (size_t i = 0; i < f->nstanzas; i++)
+        stanza_free(&f->stanzas[i]);
     free(f->stanzas);
     memset(f, 0, sizeof *f);
 }

@@ -84,8 +84,18 @@ static void put_bool(struct copy_row *row, int tristate)
     copy_row_text(row, tristate < 0 ? NULL : tristate ? "t" : "f");
 }
 
-/* Writes obj as JSON text and releases it; NULL, or an empty object when
- * empty_is_null, writes \N. */
+/* json-c returns NULL (or -1) when memory runs out, where a wrong row would be written:
+ * that is memory exhaustion as base/xalloc.h handles it (the run fails before any send,
+ * tasks/parse_run.c checks first). The row written meanwhile is never sent. */
+static json_object *new_object(void)
+{
+    json_object *obj = json_object_new_object();
+    if (!obj)
+        cw_xalloc_failed(sizeof(void *));
+    return obj;
+}
+
+/* Writes obj as JSON text and releases it; an empty object when empty_is_null writes \N. */
 static void put_json(struct copy_row *row, json_object *obj, bool empty_is_null)
 {
     if (!obj || (empty_is_null && json_object_object_length(obj) == 0)) {
@@ -94,14 +104,34 @@ static void put_json(struct copy_row *row, json_object *obj, bool empty_is_null)
         size_t len;
         const char *js = json_object_to_json_string_length(
             obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        copy_row_text_n(row, js, len);
+        if (!js) {
+            cw_xalloc_failed(len);
+            copy_row_null(row);
+        } else {
+            copy_row_text_n(row, js, len);
+        }
     }
     json_object_put(obj);
 }
 
+/* Adds v (owned) to obj; false when it could not (after an exhaustion obj may be NULL),
+ * v then dropped. */
+static bool obj_add(json_object *obj, const char *key, json_object *v)
+{
+    if (obj && v && json_object_object_add(obj, key, v) == 0)
+        return true;
+    json_object_put(v);
+    if (obj)
+        cw_xalloc_failed(strlen(key));
+    return false;
+}
+
 static void obj_set(json_object *obj, const char *key, const char *value)
 {
-    json_object_object_add(obj, key, json_object_new_string(value));
+    json_object *v = json_object_new_string(value);
+    if (!v)
+        cw_xalloc_failed(strlen(value));
+    obj_add(obj, key, v);
 }
 
 /* A PostgreSQL array literal of varchar(255) elements, built up element by element:
@@ -146,7 +176,7 @@ static bool has_prefix_ci(const char *s, const char *prefix)
 
 static json_object *settings_object(const struct conf_stanza *st)
 {
-    json_object *obj = json_object_new_object();
+    json_object *obj = new_object();
     for (size_t i = 0; i < st->nsettings; i++)
         obj_set(obj, st->settings[i].key, st->settings[i].value);
     return obj;
@@ -209,7 +239,7 @@ static void add_inputs_row(struct run_rows *rr, const char *path, const struct p
                            const struct conf_stanza *st)
 {
     const char *index = NULL, *sourcetype = NULL, *disabled = NULL;
-    json_object *kv = json_object_new_object();
+    json_object *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         if (strcmp(s->key, "index") == 0)
@@ -267,7 +297,7 @@ static void add_list(struct run_rows *rr, struct pg_array *a, const char *list)
 static void add_props_row(struct run_rows *rr, const struct conf_stanza *st)
 {
     struct pg_array transforms = {STRBUF_INIT, 0}, sedcmds = {STRBUF_INIT, 0};
-    json_object *kv = json_object_new_object();
+    json_object *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         if (has_prefix_ci(s->key, "TRANSFORMS-"))
@@ -288,7 +318,7 @@ static void add_props_row(struct run_rows *rr, const struct conf_stanza *st)
 static void add_transforms_row(struct run_rows *rr, const struct conf_stanza *st)
 {
     const char *dest = NULL, *regex = NULL, *format = NULL;
-    json_object *kv = json_object_new_object();
+    json_object *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         if (strcmp(s->key, "DEST_KEY") == 0)
@@ -327,7 +357,7 @@ static void add_indexes_row(struct run_rows *rr, const struct conf_stanza *st)
 
 static void add_outputs_row(struct run_rows *rr, const struct conf_stanza *st)
 {
-    json_object *servers = json_object_new_object(), *kv = json_object_new_object();
+    json_object *servers = new_object(), *kv = new_object();
     for (size_t i = 0; i < st->nsettings; i++) {
         const struct conf_setting *s = &st->settings[i];
         bool is_server = strcmp(s->key, "server") == 0 || strcmp(s->key, "uri") == 0 ||
@@ -343,22 +373,29 @@ static void add_outputs_row(struct run_rows *rr, const struct conf_stanza *st)
 
 /* ---- serverclasses: aggregated over the whole run ------------------------------------ */
 
-/* The class named name[0..len), created on first mention (by either stanza kind). */
-static struct proj_serverclass *find_class(struct run_rows *rr, const char *name, size_t len)
+/* The class named name[0..len), created on first mention (by either stanza kind); found
+ * through set->index (name -> position), so many classes stay linear. */
+static struct proj_serverclass *find_class(struct proj_class_set *set, const char *name, size_t len)
 {
-    for (size_t i = 0; i < rr->nclasses; i++)
-        if (strncmp(rr->classes[i].name, name, len) == 0 && rr->classes[i].name[len] == '\0')
-            return &rr->classes[i];
-    if (rr->nclasses == rr->classes_cap) {
-        rr->classes_cap = rr->classes_cap ? rr->classes_cap * 2 : 8;
-        rr->classes = cw_xrealloc(rr->classes, rr->classes_cap * sizeof *rr->classes);
+    char *key = cw_xstrndup(name, len);
+    json_object *at;
+    if (!set->index)
+        set->index = new_object();
+    if (json_object_object_get_ex(set->index, key, &at)) {
+        free(key);
+        return &set->v[json_object_get_int64(at)];
     }
-    struct proj_serverclass *c = &rr->classes[rr->nclasses++];
-    c->name = cw_xstrndup(name, len);
-    c->whitelist = json_object_new_object();
-    c->blacklist = json_object_new_object();
-    c->apps = json_object_new_object();
-    c->kv = json_object_new_object();
+    obj_add(set->index, key, json_object_new_int64((int64_t)set->n));
+    if (set->n == set->cap) {
+        set->cap = set->cap ? set->cap * 2 : 8;
+        set->v = cw_xrealloc(set->v, set->cap * sizeof *set->v);
+    }
+    struct proj_serverclass *c = &set->v[set->n++];
+    c->name = key;
+    c->whitelist = new_object();
+    c->blacklist = new_object();
+    c->apps = new_object();
+    c->kv = new_object();
     return c;
 }
 
@@ -393,8 +430,12 @@ static void merge_app_settings(struct proj_serverclass *c, const char *app,
 {
     json_object *obj;
     if (!json_object_object_get_ex(c->apps, app, &obj)) {
-        obj = json_object_new_object();
-        json_object_object_add(c->apps, app, obj);
+        obj = new_object();
+        if (!obj_add(c->apps, app, json_object_get(obj))) {
+            json_object_put(obj);
+            return;
+        }
+        json_object_put(obj); /* c->apps holds it */
     }
     for (size_t i = 0; i < st->nsettings; i++)
         obj_set(obj, st->settings[i].key, st->settings[i].value);
@@ -402,7 +443,8 @@ static void merge_app_settings(struct proj_serverclass *c, const char *app,
 
 /* [serverClass:<name>] and [serverClass:<name>:app:<app>]; other stanzas (global)
  * make no serverclass row. Repeats merge key by key, the later one winning, as
- * Splunk layers repeated stanzas. */
+ * Splunk layers repeated stanzas. They are gathered per file first (a file that fails to
+ * parse must leave no trace) and merged into the run's when the file ends. */
 static void collect_serverclass(struct run_rows *rr, const struct conf_stanza *st)
 {
     static const char prefix[] = "serverClass:";
@@ -410,17 +452,71 @@ static void collect_serverclass(struct run_rows *rr, const struct conf_stanza *s
         return;
     const char *name = st->name + sizeof prefix - 1;
     const char *app = strstr(name, ":app:");
-    struct proj_serverclass *c = find_class(rr, name, app ? (size_t)(app - name) : strlen(name));
+    struct proj_serverclass *c =
+        find_class(&rr->file_classes, name, app ? (size_t)(app - name) : strlen(name));
+    rr->serverclass_items += 1 + st->nsettings;
+    rr->serverclass_bytes += strlen(st->name);
+    for (size_t i = 0; i < st->nsettings; i++)
+        rr->serverclass_bytes += strlen(st->settings[i].key) + strlen(st->settings[i].value);
     if (app)
         merge_app_settings(c, app + 5, st);
     else
         merge_class_settings(c, st);
 }
 
+/* Key by key, src's values winning; a key new to dst goes last, as it would have had the
+ * settings been merged into dst directly. */
+static void merge_object(json_object *dst, json_object *src)
+{
+    if (!src)
+        return; /* after an exhaustion */
+    json_object_object_foreach(src, key, value)
+    {
+        obj_add(dst, key, json_object_get(value));
+    }
+}
+
+static void merge_class(struct proj_serverclass *dst, const struct proj_serverclass *src)
+{
+    merge_object(dst->whitelist, src->whitelist);
+    merge_object(dst->blacklist, src->blacklist);
+    merge_object(dst->kv, src->kv);
+    if (!src->apps)
+        return; /* after an exhaustion */
+    json_object_object_foreach(src->apps, app, settings)
+    {
+        json_object *obj;
+        if (!json_object_object_get_ex(dst->apps, app, &obj)) {
+            obj = new_object();
+            if (!obj_add(dst->apps, app, json_object_get(obj))) {
+                json_object_put(obj);
+                continue;
+            }
+            json_object_put(obj); /* dst->apps holds it */
+        }
+        merge_object(obj, settings);
+    }
+}
+
+static void class_set_free(struct proj_class_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct proj_serverclass *c = &set->v[i];
+        free(c->name);
+        json_object_put(c->whitelist);
+        json_object_put(c->blacklist);
+        json_object_put(c->apps);
+        json_object_put(c->kv);
+    }
+    free(set->v);
+    json_object_put(set->index);
+    memset(set, 0, sizeof *set);
+}
+
 static void emit_serverclasses(struct run_rows *rr)
 {
-    for (size_t i = 0; i < rr->nclasses; i++) {
-        struct proj_serverclass *c = &rr->classes[i];
+    for (size_t i = 0; i < rr->classes.n; i++) {
+        struct proj_serverclass *c = &rr->classes.v[i];
         struct copy_row row = begin_typed(rr, PROJ_SERVERCLASSES);
         put_text(rr, &row, c->name, W_SHORT);
         put_json(&row, json_object_get(c->whitelist), true);
@@ -469,22 +565,146 @@ static void add_typed_row(struct run_rows *rr, enum conf_type type, const char *
     }
 }
 
+static void counts_save(const struct run_rows *rr, struct run_rows_counts *c)
+{
+    c->nstanzas = rr->nstanzas;
+    memcpy(c->ntyped, rr->ntyped, sizeof c->ntyped);
+    c->truncations = rr->truncations;
+    c->repairs = rr->repairs;
+    c->serverclass_items = rr->serverclass_items;
+    c->serverclass_bytes = rr->serverclass_bytes;
+}
+
+static void counts_restore(struct run_rows *rr, const struct run_rows_counts *c)
+{
+    rr->nstanzas = c->nstanzas;
+    memcpy(rr->ntyped, c->ntyped, sizeof rr->ntyped);
+    rr->truncations = c->truncations;
+    rr->repairs = c->repairs;
+    rr->serverclass_items = c->serverclass_items;
+    rr->serverclass_bytes = c->serverclass_bytes;
+}
+
+static void set_marks(struct run_rows *rr)
+{
+    rr->mark_stanzas = rr->stanzas.len;
+    for (int t = 0; t < PROJ_COUNT; t++)
+        rr->mark_typed[t] = rr->typed[t].len;
+}
+
+static void end_file_state(struct run_rows *rr)
+{
+    class_set_free(&rr->file_classes);
+    free(rr->path);
+    rr->path = NULL;
+    rr->in_file = false;
+}
+
+void run_rows_begin_file(struct run_rows *rr, long file_id, const char *source_path)
+{
+    if (rr->in_file)
+        run_rows_abort_file(rr);
+    counts_save(rr, &rr->at_begin);
+    set_marks(rr);
+    rr->in_file = true;
+    rr->file_id = file_id;
+    /* Archive entry names are bytes; a COPY with invalid UTF-8 would fail the run. */
+    rr->path = cw_xstrdup(source_path);
+    if (utf8_repair(rr->path, strlen(rr->path)) > 0)
+        rr->repairs++;
+    rr->type = conf_type_from_path(rr->path);
+    provenance_from_path(rr->path, &rr->pv);
+}
+
+void run_rows_add_stanza(struct run_rows *rr, const struct conf_stanza *st)
+{
+    add_stanza_row(rr, rr->file_id, rr->path, rr->type, &rr->pv, st);
+    add_typed_row(rr, rr->type, rr->path, &rr->pv, st);
+}
+
+void run_rows_end_file(struct run_rows *rr)
+{
+    for (size_t i = 0; i < rr->file_classes.n; i++) {
+        const struct proj_serverclass *c = &rr->file_classes.v[i];
+        merge_class(find_class(&rr->classes, c->name, strlen(c->name)), c);
+    }
+    end_file_state(rr);
+}
+
+static void cut_back(struct strbuf *sb, size_t mark)
+{
+    if (mark < sb->len) {
+        sb->len = mark;
+        sb->data[mark] = '\0';
+    }
+}
+
+void run_rows_abort_file(struct run_rows *rr)
+{
+    counts_restore(rr, &rr->at_begin);
+    cut_back(&rr->stanzas, rr->mark_stanzas);
+    for (int t = 0; t < PROJ_COUNT; t++)
+        cut_back(&rr->typed[t], rr->mark_typed[t]);
+    end_file_state(rr);
+}
+
+/* A buffer is kept for the next batch unless one huge row grew it far beyond one. */
+#define KEEP_CAP (16u << 20)
+
+static void empty_buffer(struct strbuf *sb)
+{
+    if (sb->cap > KEEP_CAP)
+        strbuf_free(sb);
+    else
+        strbuf_reset(sb);
+}
+
+void run_rows_stanzas_sent(struct run_rows *rr)
+{
+    empty_buffer(&rr->stanzas);
+    rr->mark_stanzas = 0;
+}
+
+void run_rows_typed_sent(struct run_rows *rr)
+{
+    for (int t = 0; t < PROJ_COUNT; t++)
+        empty_buffer(&rr->typed[t]);
+    memset(rr->mark_typed, 0, sizeof rr->mark_typed);
+}
+
+static void drop_front(struct strbuf *sb, size_t n)
+{
+    if (n == 0)
+        return;
+    memmove(sb->data, sb->data + n, sb->len - n + 1); /* with the NUL */
+    sb->len -= n;
+}
+
+void run_rows_sent_before_marks(struct run_rows *rr)
+{
+    drop_front(&rr->stanzas, rr->mark_stanzas);
+    rr->mark_stanzas = 0;
+    for (int t = 0; t < PROJ_COUNT; t++) {
+        drop_front(&rr->typed[t], rr->mark_typed[t]);
+        rr->mark_typed[t] = 0;
+    }
+}
+
+size_t run_rows_buffered(const struct run_rows *rr)
+{
+    size_t n = rr->stanzas.len;
+    for (int t = 0; t < PROJ_COUNT; t++)
+        n += rr->typed[t].len;
+    return n;
+}
+
 void run_rows_add_file(struct run_rows *rr, long file_id, const char *source_path,
                        const struct conf_file *f)
 {
-    /* Archive entry names are bytes; a COPY with invalid UTF-8 would fail the run. */
-    char *path = cw_xstrdup(source_path);
-    if (utf8_repair(path, strlen(path)) > 0)
-        rr->repairs++;
-    enum conf_type type = conf_type_from_path(path);
-    struct provenance pv;
-    provenance_from_path(path, &pv);
-
-    for (size_t i = 0; i < f->nstanzas; i++) {
-        add_stanza_row(rr, file_id, path, type, &pv, &f->stanzas[i]);
-        add_typed_row(rr, type, path, &pv, &f->stanzas[i]);
-    }
-    free(path);
+    run_rows_begin_file(rr, file_id, source_path);
+    for (size_t i = 0; i < f->nstanzas; i++)
+        run_rows_add_stanza(rr, &f->stanzas[i]);
+    run_rows_end_file(rr);
 }
 
 void run_rows_finish(struct run_rows *rr)
@@ -508,15 +728,6 @@ void run_rows_free(struct run_rows *rr)
     strbuf_free(&rr->stanzas);
     for (int t = 0; t < PROJ_COUNT; t++)
         strbuf_free(&rr->typed[t]);
-    for (size_t i = 0; i < rr->nclasses; i++) {
-        struct proj_serverclass *c = &rr->classes[i];
-        free(c->name);
-        json_object_put(c->whitelist);
-        json_object_put(c->blacklist);
-        json_object_put(c->apps);
-        json_object_put(c->kv);
-    }
-    free(rr->classes);
-    rr->classes = NULL;
-    rr->nclasses = rr->classes_cap = 0;
+    end_file_state(rr);
+    class_set_free(&rr->classes);
 }

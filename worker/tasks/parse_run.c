@@ -1,8 +1,9 @@
 /* app.worker.tasks.parse_run(run_id): an uploaded Splunk archive becomes stanzas and typed
  * rows in PostgreSQL (CONTRACT 1.5). The rows stream into the run's one write transaction
- * while the uploads are read (db/run_writer.h): memory is bounded by one .conf file and
- * one batch of typed rows, not by the run, and a failure at any point (a checksum that
- * does not match included) rolls back, leaving no partial rows. */
+ * while the uploads are read (db/run_writer.h): the parser hands over each stanza as it
+ * completes, so memory is bounded by one stanza and one batch of rows, not by a file or
+ * the run, and a failure at any point (a checksum that does not match included) rolls
+ * back, leaving no partial rows. */
 #include "ingest/archive_reader.h"
 #include "base/clock.h"
 #include "ingest/conf_parser.h"
@@ -30,12 +31,22 @@
 
 #define MAX_DETAILS     100 /* parse errors / warnings described in metrics, the rest counted */
 #define RUN_LOCK_WAIT_S 30
-/* The contract's limit on a run (rows stream, so memory no longer sets it). */
+/* The contract's limit on a run (rows stream, so memory no longer sets it). A build for
+ * measuring larger runs may raise it (-DMAX_RUN_STANZAS=...). */
+#ifndef MAX_RUN_STANZAS
 #define MAX_RUN_STANZAS 1000000
-/* Typed rows are sent in batches of about this many bytes of COPY text (the stanza rows
- * of a file go out as soon as it is parsed). Measured on 1M stanzas: larger batches gain
- * nothing, the COPYs are PostgreSQL-bound. */
-#define TYPED_BATCH_BYTES (4u << 20)
+#endif
+/* Serverclasses are aggregated over the whole run before their rows are made, the one
+ * thing held for the run: what they may hold is bounded (serverclass stanzas plus their
+ * settings, and their text). Real deployment servers have thousands. */
+#define MAX_RUN_SERVERCLASS_ITEMS 100000
+#define MAX_RUN_SERVERCLASS_BYTES (16u << 20)
+/* Rows are sent in batches of about this many bytes of COPY text: stanza rows into the
+ * run's open stanza COPY, typed rows (all six tables together) as one COPY per table. These,
+ * with the parser's per-stanza limits, bound the executor's memory whatever the archive's
+ * size (libpq holds at most one batch more while the server reads it). */
+#define STANZA_BATCH_BYTES (1u << 20)
+#define TYPED_BATCH_BYTES  (2u << 20)
 
 /* Everything one execution of parse_run accumulates; owned by parse_run_task. */
 struct parse_state {
@@ -49,6 +60,8 @@ struct parse_state {
     struct conf_parser parser;
     bool in_entry;
     bool entry_failed;
+    bool entry_savepoint; /* rows of the entry were sent, after a savepoint */
+    bool sink_failed;     /* the error came from sending rows, not from the file */
     char *entry_path;
     int files_parsed;
     int parse_errors;
@@ -152,21 +165,100 @@ static size_t typed_bytes(const struct run_rows *rows)
     return n;
 }
 
-/* Sends what the buffers hold: stanza rows always, typed rows once a batch is full (or
- * all of them at the end). The buffers are emptied; the counts stay. */
+/* Sends b[from, to) (whole rows) to the stanza COPY or to table t's. */
+static int send_slice(struct parse_state *st, int t, const struct strbuf *b, size_t from, size_t to,
+                      struct cw_error *err)
+{
+    struct strbuf part = {b->data + from, to - from, 0}; /* a view: the writer only reads */
+    if (to <= from)
+        return 0;
+    if (t < 0)
+        return db_run_writer_stanzas(&st->writer, &part, err);
+    return db_run_writer_typed(&st->writer, (enum proj_table)t, &part, err);
+}
+
+static int send_stanzas(struct parse_state *st, struct cw_error *err)
+{
+    if (send_slice(st, -1, &st->rows.stanzas, 0, st->rows.stanzas.len, err) != 0)
+        return -1;
+    run_rows_stanzas_sent(&st->rows);
+    return 0;
+}
+
+static int send_typed(struct parse_state *st, struct cw_error *err)
+{
+    for (int t = 0; t < PROJ_COUNT; t++)
+        if (send_slice(st, t, &st->rows.typed[t], 0, st->rows.typed[t].len, err) != 0)
+            return -1;
+    run_rows_typed_sent(&st->rows);
+    return 0;
+}
+
+/* A file's rows are held until the file is known to parse (a file that fails leaves no
+ * rows), unless they outgrow a batch: then the rows of the complete files before it go
+ * out, a savepoint is taken, and the file's rows stream after it (entry_failed rolls back
+ * to it). Small files, the usual case, cost no statement. */
+static int start_entry_savepoint(struct parse_state *st, struct cw_error *err)
+{
+    struct run_rows *r = &st->rows;
+    if (send_slice(st, -1, &r->stanzas, 0, r->mark_stanzas, err) != 0)
+        return -1;
+    for (int t = 0; t < PROJ_COUNT; t++)
+        if (send_slice(st, t, &r->typed[t], 0, r->mark_typed[t], err) != 0)
+            return -1;
+    run_rows_sent_before_marks(r);
+    if (db_run_writer_savepoint(&st->writer, err) != 0)
+        return -1;
+    st->entry_savepoint = true;
+    return 0;
+}
+
+/* Sends the buffers that hold a batch (all of them when `all`). */
 static int send_rows(struct parse_state *st, bool all, struct cw_error *err)
 {
-    if (db_run_writer_stanzas(&st->writer, &st->rows.stanzas, err) != 0)
-        return -1;
-    strbuf_reset(&st->rows.stanzas);
-    if (!all && typed_bytes(&st->rows) < TYPED_BATCH_BYTES)
+    bool stanzas = st->rows.stanzas.len >= STANZA_BATCH_BYTES;
+    bool typed = typed_bytes(&st->rows) >= TYPED_BATCH_BYTES;
+    if (!all && !stanzas && !typed)
         return 0;
-    for (int t = 0; t < PROJ_COUNT; t++) {
-        if (db_run_writer_typed(&st->writer, (enum proj_table)t, &st->rows.typed[t], err) != 0)
-            return -1;
-        strbuf_reset(&st->rows.typed[t]);
-    }
+    if (check_memory(st, err) != 0)
+        return -1;
+    if (st->in_entry && !st->entry_savepoint && start_entry_savepoint(st, err) != 0)
+        return -1;
+    /* Typed COPYs end the stanza COPY, and the server works through everything sent so
+     * far before they return; the stanza rows parsed meanwhile are then sent at once, so the
+     * server has work while the next batch is parsed. */
+    if ((all || typed) && send_typed(st, err) != 0)
+        return -1;
+    if ((all || stanzas || typed) && send_stanzas(st, err) != 0)
+        return -1;
     return check_clock(st, err);
+}
+
+/* The parser's sink: each complete stanza becomes rows at once and is released. */
+static int stanza_ready(void *ctx, const struct conf_stanza *stanza, struct cw_error *err)
+{
+    struct parse_state *st = ctx;
+    if (st->rows.nstanzas >= MAX_RUN_STANZAS) {
+        st->sink_failed = true;
+        CW_FAIL(err, CW_ERR_PERMANENT, "Archive limit exceeded: more than %d stanzas in the run",
+                MAX_RUN_STANZAS);
+        return -1;
+    }
+    run_rows_add_stanza(&st->rows, stanza);
+    if (st->rows.serverclass_items > MAX_RUN_SERVERCLASS_ITEMS ||
+        st->rows.serverclass_bytes > MAX_RUN_SERVERCLASS_BYTES) {
+        st->sink_failed = true;
+        CW_FAIL(err, CW_ERR_PERMANENT,
+                "Archive limit exceeded: serverclass stanzas and settings over %d or %u MiB "
+                "in the run",
+                MAX_RUN_SERVERCLASS_ITEMS, MAX_RUN_SERVERCLASS_BYTES >> 20);
+        return -1;
+    }
+    if (send_rows(st, false, err) != 0) {
+        st->sink_failed = true;
+        return -1;
+    }
+    return 0;
 }
 
 static bool is_conf_entry(const char *path)
@@ -181,21 +273,36 @@ static bool want_entry(void *ctx, const char *path)
     if (!is_conf_entry(path))
         return false;
     conf_parser_init(&st->parser, CONF_PARSER_DEFAULT_MAX_LINE);
+    conf_parser_set_sink(&st->parser, stanza_ready, st);
     st->in_entry = true;
     st->entry_failed = false;
+    st->entry_savepoint = false;
     free(st->entry_path);
     st->entry_path = cw_xstrdup(path);
+    run_rows_begin_file(&st->rows, st->file_id, path);
     return true;
 }
 
-/* A file that does not parse is a partial failure: described, counted, and skipped. */
-static void entry_parse_failed(struct parse_state *st, const struct cw_error *perr)
+/* A file that does not parse is a partial failure: described, counted, and skipped, its
+ * rows taken back. A sink's error (perr) fails the run instead. */
+static int entry_parse_failed(struct parse_state *st, const struct cw_error *perr,
+                              struct cw_error *err)
 {
+    conf_parser_free(&st->parser);
     st->entry_failed = true;
+    if (st->sink_failed) {
+        *err = *perr;
+        return -1;
+    }
     st->parse_errors++;
     add_detail(st->error_details, st->entry_path, "error", perr->message);
-    conf_parser_free(&st->parser);
     log_warn("parse error in %s: %s", st->entry_path, perr->message);
+    int rc = 0;
+    if (st->entry_savepoint)
+        rc = db_run_writer_rollback_to(&st->writer, err);
+    st->entry_savepoint = false;
+    run_rows_abort_file(&st->rows);
+    return rc;
 }
 
 static int entry_data(void *ctx, const void *chunk, size_t len, struct cw_error *err)
@@ -208,7 +315,7 @@ static int entry_data(void *ctx, const void *chunk, size_t len, struct cw_error 
     st->bytes_parsed += len;
     struct cw_error perr;
     if (conf_parser_feed(&st->parser, chunk, len, &perr) != 0)
-        entry_parse_failed(st, &perr);
+        return entry_parse_failed(st, &perr, err);
     return 0;
 }
 
@@ -217,29 +324,34 @@ static int entry_end(void *ctx, struct cw_error *err)
     struct parse_state *st = ctx;
     if (st->ctx->cfg->debug_entry_delay_ms > 0 && debug_delay(st, err) != 0)
         return -1;
-    st->in_entry = false;
-    if (st->entry_failed)
+    if (st->entry_failed) {
+        st->in_entry = false;
         return 0;
+    }
     struct conf_file file = {0};
     struct cw_error perr;
-    if (conf_parser_finish(&st->parser, &file, &perr) != 0) {
-        entry_parse_failed(st, &perr);
-        return 0;
+    int rc = conf_parser_finish(&st->parser, &file, &perr);
+    if (rc != 0) {
+        rc = entry_parse_failed(st, &perr, err);
+        st->in_entry = false;
+        return rc;
     }
     conf_parser_free(&st->parser);
-    if (st->rows.nstanzas + file.nstanzas > MAX_RUN_STANZAS) {
-        conf_file_free(&file);
-        CW_FAIL(err, CW_ERR_PERMANENT, "Archive limit exceeded: more than %d stanzas in the run",
-                MAX_RUN_STANZAS);
-        return -1;
-    }
-    run_rows_add_file(&st->rows, st->file_id, st->entry_path, &file);
+    st->in_entry = false;
+    run_rows_end_file(&st->rows);
     st->warnings += (int)file.warnings;
     st->files_parsed++;
     conf_file_free(&file);
+    if (st->entry_savepoint) {
+        st->entry_savepoint = false;
+        if (db_run_writer_release(&st->writer, err) != 0)
+            return -1;
+    }
     if (check_memory(st, err) != 0)
         return -1;
-    return send_rows(st, false, err);
+    /* The file's stanza rows are final now: they go into the open stanza COPY (no
+     * statement), so the server works on them while the next file is read. */
+    return send_stanzas(st, err);
 }
 
 static void entry_warning(void *ctx, const char *path, const char *reason)
@@ -284,7 +396,9 @@ static int parse_file(struct parse_state *st, const struct db_file *f, json_obje
     upload_source_close(&src);
     if (st->in_entry) {
         conf_parser_free(&st->parser); /* the walk stopped inside an entry */
+        run_rows_abort_file(&st->rows);
         st->in_entry = false;
+        st->entry_savepoint = false; /* the run fails: everything is rolled back */
     }
     if (rc != 0) {
         CW_WRAP(err, "parsing file %ld (%s)", f->id, f->path);

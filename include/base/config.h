@@ -63,6 +63,7 @@ struct cw_config {
     int debug_entry_delay_ms;        /* tests only: extra time per .conf entry */
     int debug_after_commit_delay_ms; /* tests only: pause after a run's COMMIT, before reporting */
     int executor_memory_limit_mb; /* EXECUTOR_MEMORY_LIMIT: address space per executor; 0 = off */
+    int max_run_stanzas;          /* MAX_RUN_STANZAS: more in one run fails it (1,000,000) */
     char *http_listen;            /* "HOST:PORT" or ":PORT" for the HTTP listener; NULL = off */
     bool task_events;             /* send task-* events (worker-* events are always sent) */
     int log_level;                /* enum log_level */

@@ -113,7 +113,8 @@ def run_large(name, env, archive, stanzas, workdir, pg_pid, cworker):
 def measure(name, env, url, queue, storage, archive, stanzas, workdir, pg_pid, cworker):
     wenv = dict(os.environ, CELERY_BROKER_URL=env["CELERY_BROKER_URL"], DATABASE_URL=url,
                 STORAGE_BACKEND="local", STORAGE_PATH=storage, CELERY_QUEUES=queue,
-                SOFT_TIME_LIMIT="3000", TIME_LIMIT="3500")
+                SOFT_TIME_LIMIT="3000", TIME_LIMIT="3500",
+                MAX_RUN_STANZAS=str(max(1000000, stanzas)))  # 2M for "twice its size"
     subprocess.run([cworker, "migrate", "--migrations-dir", os.path.join(B.REPO, "migrations")],
                    env=wenv, check=True, capture_output=True)
     conn = psycopg2.connect(url)

@@ -264,3 +264,15 @@ def test_missing_blob_is_transient_and_waits_in_retry_queue(env, worker, celery)
     assert h["id"] == task_id and h["retries"] == 1 and h["eta"], h
     assert json.loads(msg["body"])[0] == [run_id]
     assert env.scalar("SELECT count(*) FROM stanzas WHERE run_id = %s", (run_id,)) == 0
+
+
+def test_max_run_stanzas_is_a_setting(env, workers, celery):
+    """MAX_RUN_STANZAS=100: the Palo Alto app's 181 stanzas fail the run for good, with no
+    rows left; a permanent error, so no retry."""
+    import faults
+    workers.start(MAX_RUN_STANZAS="100")
+    run_id, _ = faults.submit(env, celery, faults.pal_upload(), workers.queue)
+    row = faults.wait_final(env, run_id, timeout=60)
+    assert row["status"] == "FAILED" and row["retry_count"] == 0, row
+    assert "Archive limit exceeded: more than 100 stanzas in the run" in row["error_message"]
+    assert env.scalar("SELECT count(*) FROM stanzas WHERE run_id = %s", (run_id,)) == 0

@@ -229,6 +229,7 @@ enum setting {
     SET_MIGRATIONS_DIR,
     SET_NODENAME,
     SET_EXECUTOR_MEMORY_LIMIT,
+    SET_MAX_RUN_STANZAS,
     SET_COUNT
 };
 
@@ -279,6 +280,7 @@ static const char *const env_names[SET_COUNT] = {
     [SET_MIGRATIONS_DIR] = "CWORKER_MIGRATIONS_DIR",
     [SET_NODENAME] = "CWORKER_NODENAME",
     [SET_EXECUTOR_MEMORY_LIMIT] = "EXECUTOR_MEMORY_LIMIT",
+    [SET_MAX_RUN_STANZAS] = "MAX_RUN_STANZAS",
 };
 
 static int apply_setting(struct cw_config *cfg, enum setting s, const char *name, const char *value,
@@ -401,6 +403,8 @@ static int apply_setting(struct cw_config *cfg, enum setting s, const char *name
         return parse_int(name, value, 0, 3600000, &cfg->debug_after_commit_delay_ms, err);
     case SET_EXECUTOR_MEMORY_LIMIT:
         return parse_int(name, value, 0, 1 << 20, &cfg->executor_memory_limit_mb, err);
+    case SET_MAX_RUN_STANZAS:
+        return parse_int(name, value, 1, 1000000000, &cfg->max_run_stanzas, err);
     case SET_LOG_LEVEL:
         return parse_log_level(cfg, name, value, err);
     case SET_LOG_FORMAT:
@@ -439,6 +443,7 @@ static void set_defaults(struct cw_config *cfg)
     cfg->time_limit = 3600;
     cfg->heartbeat_interval = 30;
     cfg->executor_memory_limit_mb = 512;
+    cfg->max_run_stanzas = 1000000; /* the contract's limit; memory does not depend on it */
     cfg->broker_heartbeat = 30;
     cfg->consumer_timeout = 1800;    /* RabbitMQ's default consumer_timeout */
     cfg->native_delay_quorum = true; /* Celery's broker_native_delayed_delivery_queue_type */

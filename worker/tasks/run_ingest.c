@@ -16,11 +16,6 @@
 #include <unistd.h>
 
 #define MAX_DETAILS 100 /* parse errors / warnings described in metrics, the rest counted */
-/* The contract's limit on a run (rows stream, so memory no longer sets it). A build for
- * measuring larger runs may raise it (-DMAX_RUN_STANZAS=...). */
-#ifndef MAX_RUN_STANZAS
-#define MAX_RUN_STANZAS 1000000
-#endif
 /* Serverclasses are aggregated over the whole run before their rows are made, the one
  * thing held for the run: what they may hold is bounded (serverclass stanzas plus their
  * settings, and their text). Real deployment servers have thousands. */
@@ -196,10 +191,10 @@ static int send_rows(struct run_ingest *st, bool all, struct cw_error *err)
 static int stanza_ready(void *ctx, const struct conf_stanza *stanza, struct cw_error *err)
 {
     struct run_ingest *st = ctx;
-    if (st->rows.nstanzas >= MAX_RUN_STANZAS) {
+    if (st->rows.nstanzas >= (size_t)st->ctx->cfg->max_run_stanzas) {
         st->sink_failed = true;
         CW_FAIL(err, CW_ERR_PERMANENT, "Archive limit exceeded: more than %d stanzas in the run",
-                MAX_RUN_STANZAS);
+                st->ctx->cfg->max_run_stanzas);
         return -1;
     }
     run_rows_add_stanza(&st->rows, stanza);

@@ -51,12 +51,22 @@ def stanzas(env, run_id):
     return faults.row_counts(env, run_id)["stanzas"]
 
 
+def claim_counted(env, run_id):
+    """The claim of the run's task is committed: it counted an attempt in cworker_tasks."""
+    return env.scalar("SELECT count(*) FROM ingestion_runs r JOIN cworker_tasks t"
+                      " ON t.task_id = r.task_id AND t.run_id = r.id WHERE r.id = %s",
+                      (run_id,)) == 1
+
+
 def wait_started(env, run_id, baseline_heartbeat, timeout=30.0):
-    """Until the worker has claimed the run: last_heartbeat moved past what the producer
-    wrote (step 2 writes it; HEARTBEAT_INTERVAL keeps moving it during the run)."""
-    return wait_until(lambda: (lambda r: r if r["last_heartbeat"] != baseline_heartbeat
-                               and r["status"] == "PARSING" else None)(run_row(env, run_id)),
-                      timeout, "run %s claimed by the worker" % run_id, interval=0.05)
+    """Until the worker has claimed the run and it is PARSING: last_heartbeat moved past
+    what the producer wrote (the claim writes it; HEARTBEAT_INTERVAL keeps moving it), or
+    the claim counted its attempt (a claim made before the baseline was read)."""
+    def started():
+        r = run_row(env, run_id)
+        moved = r["last_heartbeat"] != baseline_heartbeat or claim_counted(env, run_id)
+        return r if moved and r["status"] == "PARSING" else None
+    return wait_until(started, timeout, "run %s claimed by the worker" % run_id, interval=0.05)
 
 
 # ============================================================================ transient
@@ -622,18 +632,23 @@ def test_task_that_kills_its_executor_every_time_ends_failed(env, workers, celer
     the run. The run must end FAILED after a bounded number of attempts (at most 8 here)
     instead of looping, with no rows, and the message must not stay in the queue."""
     w = workers.start(CONCURRENCY=1, CWORKER_DEBUG_ENTRY_DELAY_MS=300, MAX_RETRIES=3)
-    run_id, _ = submit(env, celery, pal_upload(), workers.queue)
+    run_id, task_id = submit(env, celery, pal_upload(), workers.queue)
     kills = 0
-    base = run_row(env, run_id)["last_heartbeat"]
+    # Each claim counts its attempt in cworker_tasks (the run's last_heartbeat cannot tell:
+    # a claim made before the test first reads it looks like no claim at all).
+    seen = None
     while kills < 8:
         def claimed_or_final():
             r = run_row(env, run_id)
-            return r if r["status"] in faults.FINAL or r["last_heartbeat"] != base else None
+            attempt = env.rows("SELECT attempts, attempt_retries FROM cworker_tasks"
+                               " WHERE task_id = %s", (task_id,))
+            return r if r["status"] in faults.FINAL or (attempt and attempt != seen) else None
         r = wait_until(claimed_or_final, 60, "attempt %d of run %s\n%s" % (kills + 1, run_id,
                                                                           w.tail()))
         if r["status"] in faults.FINAL:
             break
-        base = r["last_heartbeat"]
+        seen = env.rows("SELECT attempts, attempt_retries FROM cworker_tasks WHERE task_id = %s",
+                        (task_id,))
         time.sleep(0.3)
         r = run_row(env, run_id)
         if r["status"] in faults.FINAL:

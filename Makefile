@@ -6,6 +6,12 @@ TESTDATA := $(abspath tests/testdata)
 BUILD   ?= build
 PYTHON  := /usr/bin/python3
 
+# pkg-config answers nothing at all when one package is missing: name it, rather than fail
+# later on a header (`make deps` installs them; `make test` runs it first).
+PKG_MISSING := $(shell for p in $(PKGS); do pkg-config --exists $$p || echo $$p; done)
+ifneq ($(PKG_MISSING),)
+$(warning missing -dev packages for pkg-config: $(PKG_MISSING) (make deps installs them))
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

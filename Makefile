@@ -46,9 +46,11 @@ $(BUILD)/%.o: %.c
 $(BUILD)/gen/dashboard_page.c: worker/ops/assets/dashboard.html
 	@mkdir -p $(dir $@)
 	@echo "  GEN   $@"
-	@{ echo '/* Generated from $< by the Makefile: do not edit. */'; \
+	@# od (coreutils) rather than xxd, which the image's build stage does not have
+	@set -e; { echo '/* Generated from $< by the Makefile: do not edit. */'; \
 	   echo '#include "ops/dashboard_page.h"'; \
-	   echo 'const unsigned char dashboard_html[] = {'; xxd -i < $<; echo ', 0x00};'; \
+	   echo 'const unsigned char dashboard_html[] = {'; \
+	   od -An -v -tx1 < $< | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1, /g'; echo '0x00};'; \
 	   echo 'const unsigned int dashboard_html_len = sizeof dashboard_html - 1;'; } > $@.tmp
 	@mv $@.tmp $@
 

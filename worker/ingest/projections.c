@@ -425,18 +425,25 @@ static void merge_class_settings(struct proj_serverclass *c, const struct conf_s
     }
 }
 
+/* The settings object of app in apps, made when missing; borrowed (apps holds it), or
+ * NULL when it cannot be added (memory exhausted). */
+static json_object *app_object(json_object *apps, const char *app)
+{
+    json_object *obj;
+    if (json_object_object_get_ex(apps, app, &obj))
+        return obj;
+    obj = new_object();
+    bool added = obj_add(apps, app, json_object_get(obj));
+    json_object_put(obj); /* apps holds it, or it is gone */
+    return added ? obj : NULL;
+}
+
 static void merge_app_settings(struct proj_serverclass *c, const char *app,
                                const struct conf_stanza *st)
 {
-    json_object *obj;
-    if (!json_object_object_get_ex(c->apps, app, &obj)) {
-        obj = new_object();
-        if (!obj_add(c->apps, app, json_object_get(obj))) {
-            json_object_put(obj);
-            return;
-        }
-        json_object_put(obj); /* c->apps holds it */
-    }
+    json_object *obj = app_object(c->apps, app);
+    if (!obj)
+        return;
     for (size_t i = 0; i < st->nsettings; i++)
         obj_set(obj, st->settings[i].key, st->settings[i].value);
 }
@@ -485,16 +492,9 @@ static void merge_class(struct proj_serverclass *dst, const struct proj_servercl
         return; /* after an exhaustion */
     json_object_object_foreach(src->apps, app, settings)
     {
-        json_object *obj;
-        if (!json_object_object_get_ex(dst->apps, app, &obj)) {
-            obj = new_object();
-            if (!obj_add(dst->apps, app, json_object_get(obj))) {
-                json_object_put(obj);
-                continue;
-            }
-            json_object_put(obj); /* dst->apps holds it */
-        }
-        merge_object(obj, settings);
+        json_object *obj = app_object(dst->apps, app);
+        if (obj)
+            merge_object(obj, settings);
     }
 }
 
